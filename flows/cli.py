@@ -1,0 +1,28 @@
+"""The `fineforge` command: one sub-command group per stage; heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import typer
+
+from flows.cli_data import data_app
+from flows.cli_tokens import tokens_app
+from flows.cli_train import generate, train_app
+
+app = typer.Typer(
+    name="fineforge",
+    help="From CommonCrawl to a chat model: data build on Spark, tokenization, pretraining, SFT, RL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data", help="Build the pre-training corpus from WARC files (Spark).")
+app.add_typer(tokens_app, name="tokens", help="Tokenizers and token shards.")
+app.add_typer(train_app, name="train", help="Train models with torchrun.")
+app.command("generate", help="Sample continuations from a checkpoint.")(generate)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

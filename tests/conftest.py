@@ -1,0 +1,53 @@
+"""Shared fixtures: the real data in ../shared/data, one local Spark session, isolated Prefect and MLflow."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FINEFORGE_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+# Prefect reads its settings at import time: isolate it before any test imports it.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="fineforge-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real third-party data of ../shared/data (read-only)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data not found at {SHARED_DATA} (set FINEFORGE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One real local Spark session (2 cores, UI off) for the whole test run."""
+    from tasks.spark import SparkConfig, spark_session
+
+    session = spark_session(SparkConfig(master="local[2]", app_name="fineforge-tests", ui=False))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, monkeypatch) -> str:
+    """A fresh MLflow store in a SQLite file, set as the tracking URI for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
