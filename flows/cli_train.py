@@ -1,12 +1,7 @@
-"""`fineforge train ...` and `fineforge generate` commands."""
+"""`fineforge train ...` commands."""
 
 from __future__ import annotations
 
 import typer
 
 train_app = typer.Typer(no_args_is_help=True)
-
-
-def generate() -> None:
-    """Sample continuations from a checkpoint."""
-    raise typer.Exit(code=2)
