@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 
 from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
 
 
 class SparkConfig(BaseModel):
@@ -45,3 +49,34 @@ def spark_session(config: SparkConfig | None = None):
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+class SparkProgress:
+    """Log the progress of the running Spark jobs every few seconds (a context manager)."""
+
+    def __init__(self, session, label: str, every_seconds: float = 5.0):
+        self._tracker = session.sparkContext.statusTracker()
+        self._label = label
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SparkProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        last = None
+        while not self._stop.wait(self._every):
+            done = total = 0
+            for stage_id in self._tracker.getActiveStageIds():
+                info = self._tracker.getStageInfo(stage_id)
+                if info is not None:
+                    done, total = done + info.numCompletedTasks, total + info.numTasks
+            if total and (done, total) != last:
+                log.info("%s: %d/%d Spark tasks done", self._label, done, total)
+                last = (done, total)

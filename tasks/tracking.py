@@ -34,3 +34,33 @@ def log_stage_stats(stats: dict) -> None:
             metrics[metric_name(row["stage"], row["step"], row["metric"])] = float(row["value"])
     if metrics:
         mlflow.log_metrics(metrics)
+
+
+def flatten_params(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> flat MLflow params (`filters.languages` = "['en']"), values cut to MLflow's limit."""
+    params: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            params.update(flatten_params(value, f"{name}."))
+        else:
+            params[name] = str(value)[:6000]
+    return params
+
+
+def record_stage_run(
+    tracking_uri: str, experiment: str, run_name: str, params: dict, stages: list[dict], files: list[Path]
+) -> str:
+    """Create an MLflow run holding the config as params, every stage's stats as metrics and files as artifacts."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params(flatten_params(params))
+        for stats in stages:
+            log_stage_stats(stats)
+        for path in files:
+            if Path(path).is_file():
+                mlflow.log_artifact(str(path), artifact_path=Path(path).parent.name)
+        return run.info.run_id

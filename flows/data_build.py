@@ -1,0 +1,39 @@
+"""The `data_build` flow: CommonCrawl WARCs -> FineWeb-style corpus as Parquet, stage by stage on Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.data_build_config import DataBuildConfig
+from flows.runtime import tracking_uri
+from tasks.data_build import FILTERED, SCRUBBED, filter_stage, resolve_inputs, scrub_stage, track_build
+from tasks.stage import stats_rows
+
+
+@flow(name="data_build", description="Build a FineWeb-style pre-training corpus from WARC files on Spark.")
+def data_build(config: DataBuildConfig) -> dict:
+    """Resolve the inputs, run each stage per dump, publish the statistics (Prefect artifact, MLflow)."""
+    workdir = Path(config.workdir).resolve()
+    groups = resolve_inputs(config.input, config.limit, config.sample, config.seed, config.source, config.dump)
+    stages: list[dict] = []
+    outputs: dict[str, str] = {}
+    for dump, uris in groups.items():
+        filtered = filter_stage(config.spark, config.filters, uris, workdir, dump)
+        scrubbed = scrub_stage(config.spark, config.filters, filtered, workdir / dump / FILTERED, workdir, dump)
+        stages += [filtered, scrubbed]
+        outputs[dump] = str(workdir / dump / SCRUBBED)
+
+    run_id = None
+    if config.mlflow:
+        uri = tracking_uri(workdir, config.mlflow_tracking_uri)
+        run_id = track_build(uri, config.mlflow_experiment, config.model_dump(mode="json"), stages, workdir)
+        create_markdown_artifact(
+            f"MLflow run `{run_id}` in experiment `{config.mlflow_experiment}` at `{uri}`",
+            key="data-build-mlflow-run",
+        )
+    create_table_artifact([row for s in stages for row in stats_rows(s)], key="data-build-stats",
+                          description="Documents in/out and drops by reason, per stage and step.")
+    return {"outputs": outputs, "stages": stages, "mlflow_run_id": run_id}

@@ -1,0 +1,30 @@
+"""Environment for the embedded defaults: Prefect's temporary local API and MLflow in a SQLite file.
+
+Call `prepare_runtime(workdir)` after the config is validated and before Prefect is imported: Prefect
+reads its settings at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def prepare_runtime(workdir: Path) -> None:
+    """Give the work dir its own Prefect home (unless a real Prefect server or home is configured)."""
+    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        os.environ["PREFECT_HOME"] = str((Path(workdir) / ".prefect").resolve())
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks,model")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def tracking_uri(workdir: Path, configured: str | None) -> str:
+    """MLflow tracking URI: the configured one, else $MLFLOW_TRACKING_URI, else a SQLite file in the work dir."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
