@@ -95,37 +95,15 @@ class Stage:
 
 
 def stats_rows(stats: dict) -> list[dict]:
-    """Flatten a stage's stats into table rows (stage, step, metric, value) for artifacts and the CLI."""
+    """Flatten a stage's stats into table rows (dump, stage, step, metric, value) for artifacts and MLflow."""
+    where = {"dump": stats.get("dump", ""), "stage": stats.get("stage", "")}
     rows = [
-        {"stage": stats.get("stage", ""), "step": "", "metric": key, "value": value}
+        {**where, "step": "", "metric": key, "value": value}
         for key, value in sorted(stats.items())
         if isinstance(value, int | float) and not isinstance(value, bool)
     ]
     for step in stats.get("steps", []):
-        for key, value in step.items():
-            if key != "name":
-                rows.append({"stage": stats.get("stage", ""), "step": step["name"], "metric": key, "value": value})
+        rows += [{**where, "step": step["name"], "metric": k, "value": v} for k, v in step.items() if k != "name"]
     for reason, value in sorted(stats.get("dropped", {}).items()):
-        rows.append({"stage": stats.get("stage", ""), "step": "", "metric": f"dropped/{reason}", "value": value})
+        rows.append({**where, "step": "", "metric": f"dropped/{reason}", "value": value})
     return rows
-
-
-def run_stage(workdir: Path, dump: str, name: str, fingerprint_parts: list, work) -> dict:
-    """Run `work(output_dir) -> stats` as the stage `<workdir>/<dump>/<name>`, atomically.
-
-    Skipped (returning the earlier stats with "skipped": True) when a complete output with the same
-    fingerprint exists. Stats should hold documents_in, documents_out, dropped {reason: n} and, per
-    step, a list "steps" of {"name", ...counts}.
-    """
-    stage = Stage(Path(workdir), dump, name, fingerprint(*fingerprint_parts))
-    done = stage.completed_stats()
-    if done is not None:
-        log.info("stage %s already complete for these inputs and config: %s", name, stage.path)
-        return {**done, "skipped": True}
-    output_dir = stage.begin()
-    try:
-        stats = work(output_dir)
-    except BaseException:
-        stage.abort()
-        raise
-    return stage.commit(stats)

@@ -31,7 +31,7 @@ def log_stage_stats(stats: dict) -> None:
     metrics = {}
     for row in stats_rows(stats):
         if isinstance(row["value"], int | float):
-            metrics[metric_name(row["stage"], row["step"], row["metric"])] = float(row["value"])
+            metrics[metric_name(row["dump"], row["stage"], row["step"], row["metric"])] = float(row["value"])
     if metrics:
         mlflow.log_metrics(metrics)
 
