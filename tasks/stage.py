@@ -107,3 +107,24 @@ def stats_rows(stats: dict) -> list[dict]:
     for reason, value in sorted(stats.get("dropped", {}).items()):
         rows.append({**where, "step": "", "metric": f"dropped/{reason}", "value": value})
     return rows
+
+
+def run_stage(workdir: Path, dump: str, name: str, fingerprint_parts: list, work) -> dict:
+    """Run `work(output_dir) -> stats` as the stage `<workdir>/<dump>/<name>`, atomically.
+
+    Skipped (returning the earlier stats with "skipped": True) when a complete output with the same
+    fingerprint exists. Stats should hold documents_in, documents_out, dropped {reason: n} and, per
+    step, a list "steps" of {"name", ...counts}.
+    """
+    stage = Stage(Path(workdir), dump, name, fingerprint(*fingerprint_parts))
+    done = stage.completed_stats()
+    if done is not None:
+        log.info("stage %s already complete for these inputs and config: %s", name, stage.path)
+        return {**done, "skipped": True}
+    output_dir = stage.begin()
+    try:
+        stats = work(output_dir)
+    except BaseException:
+        stage.abort()
+        raise
+    return stage.commit(stats)
