@@ -148,6 +148,7 @@ class _WarcFileReader:
             try:
                 record = next(records, None)
                 if record is None:
+                    self._check_nothing_left(records.offset)
                     return
                 document, reason = self._document(record, offset)
                 self._check_intact(records, record, offset)
@@ -201,6 +202,9 @@ class _WarcFileReader:
 
     def _check_intact(self, records: _CheckedArchiveIterator, record: ArcWarcRecord, offset: int) -> None:
         """Read the rest of the record; raise _Damage unless it was complete and well-formed."""
+        length_header = "Content-Length" if record.format == "warc" else "length"
+        if not (record.rec_headers.get_header(length_header) or "").strip().isdigit():
+            raise _Damage(offset, f"record header without a valid {length_header} (truncated header?)")
         warnings = records.err_count
         records.read_to_end()
         decompressor = records.reader.decompressor
@@ -214,6 +218,18 @@ class _WarcFileReader:
             raise _Damage(offset, "gzip member ends early (truncated)")
         if any(problem.startswith("block digest") for problem in record.digest_checker.problems):
             raise _Damage(offset, "WARC-Block-Digest does not match the record")
+
+    def _check_nothing_left(self, end: int) -> None:
+        """At the end of iteration: raise _Damage if bytes after the last record are not just blank lines.
+
+        warcio ends quietly on a record cut inside its header; this catches it. A file read as one gzip
+        stream reports such a cut itself, as an error.
+        """
+        if self.stream is not self.fh:
+            return
+        self.stream.seek(end)
+        if self.stream.read(SCAN_BLOCK_BYTES).strip():
+            raise _Damage(end, "incomplete record at the end of the file (truncated)", header_read=False)
 
     def _next_record_start(self, start: int) -> int | None:
         """Offset of the next place a record may begin at or after `start`, or None at the end."""
