@@ -1,0 +1,41 @@
+"""fastText language ID for datatrove's LanguageFilter, loaded from a local model file (never downloaded).
+
+fastText models cannot be pickled, so each worker process loads the model lazily, once, on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from datatrove.utils.lid import FT176LID
+
+_MODELS: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+def fasttext_model(path: Path):
+    """The fastText model at `path`, loaded once per process."""
+    key = str(Path(path).resolve())
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            from fasttext.FastText import _FastText
+
+            model = _MODELS[key] = _FastText(key)
+    return model
+
+
+class LocalFastTextLID(FT176LID):
+    """datatrove's lid.176 predictor, reading the model from a local file instead of downloading it."""
+
+    def __init__(self, model_path: Path, languages: list[str] | None = None) -> None:
+        super().__init__(languages)
+        self.model_path = Path(model_path)
+
+    @property
+    def model(self):
+        return fasttext_model(self.model_path)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_model": None}
