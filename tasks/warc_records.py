@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 GZIP_MEMBER_START = b"\x1f\x8b\x08"  # magic + deflate method: where a gzip member can begin
 WARC_HEADER_LINE = b"\nWARC/"  # a plain WARC record begins at a line "WARC/<version>"
 ARC_FILE_START = b"filedesc://"
+HEAD_BYTES = 4096  # how much of a file's start is looked at to tell gzip/plain and WARC/ARC apart
 SCAN_BLOCK_BYTES = 1 << 20  # how much is read at a time while looking for the next record
 
 
@@ -102,18 +104,25 @@ class _WarcFileReader:
         self.counts = counts
         self.stream: IO[bytes] = fh
         self.gzipped = False
+        self.arc = False  # an ARC file begins with its filedesc:// record; warcio reads any text line as ARC
         self.resyncable = True
         self.records_seen = 0  # intact records read from this file so far
         self.records_to_skip = 0  # records already handled before switching to whole-gzip reading
 
     def documents(self) -> Iterator[Document]:
-        head = self.fh.read(len(ARC_FILE_START))
+        head = self.fh.read(HEAD_BYTES)
         self.fh.seek(0)
         if not head:
             self._unreadable("empty file")
             return
         self.gzipped = head.startswith(GZIP_MAGIC)
-        self.resyncable = not head.startswith(ARC_FILE_START)
+        if self.gzipped:
+            try:
+                head = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(head)
+            except zlib.error:
+                head = b""
+        self.arc = head.startswith(ARC_FILE_START)
+        self.resyncable = self.gzipped or not self.arc
         damage_at_start: _Damage | None = None
         position: int | None = 0
         scanning = False
@@ -150,6 +159,8 @@ class _WarcFileReader:
                 if record is None:
                     self._check_nothing_left(records.offset)
                     return
+                if record.format == "arc" and not self.arc:
+                    raise _Damage(offset, "not a WARC record", header_read=False)
                 document, reason = self._document(record, offset)
                 self._check_intact(records, record, offset)
             except (_NotChunkedGzip, _Damage):
