@@ -2,6 +2,92 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 train_app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+def fail(message: str) -> None:
+    """One clear error line and a nonzero exit, before any work is done."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def parse_settings(settings: list[str]) -> dict:
+    """`field=value` pairs; a value is read as JSON when it parses (numbers, booleans, lists), else as text."""
+    values = {}
+    for item in settings:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            fail(f"--set expects field=value, got {item!r}")
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw
+    return values
+
+
+@train_app.command("pretrain")
+def pretrain_command(
+    data: Path = typer.Option(None, "--data", "-d", help="Token shards folder (with manifest.json)."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override."),
+    preset: str = typer.Option(None, "--model", "-m", help="Model preset: tiny, small-cpu, gpt2-124m, ..."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set lr=6e-4 (repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Multi-node torchrun argument, e.g. "
+                                            "--torchrun-arg=--nnodes=2 (repeatable; replaces --standalone)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
+    from dataclasses import fields
+
+    from model.pretrain import ConfigError, PretrainConfig, validate_config
+    from model.shards import ShardError, load_manifest
+
+    values: dict = {}
+    if config_file is not None:
+        try:
+            values = json.loads(config_file.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            fail(f"cannot read config file {config_file}: {e}")
+    options = {"data_dir": str(data) if data else None, "run_dir": str(run_dir) if run_dir else None,
+               "model": preset, "max_steps": max_steps}
+    values.update({k: v for k, v in options.items() if v is not None})
+    values.update(parse_settings(settings or []))
+    known = {f.name for f in fields(PretrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        fail(f"unknown trainer fields {unknown}")
+    for required, flag in (("data_dir", "--data"), ("run_dir", "--run-dir")):
+        if required not in values:
+            fail(f"{flag} is required (or {required!r} in the config file)")
+    try:
+        config = PretrainConfig(**values)
+        validate_config(config)
+        load_manifest(config.data_dir, verify=False)
+    except (ConfigError, ShardError) as e:
+        fail(str(e))
+
+    from flows.runtime import prepare_runtime
+
+    prepare_runtime(Path(config.run_dir))
+    from flows.pretrain import PretrainFlowConfig, pretrain
+    from tasks.torchrun import LaunchConfig
+
+    launch = LaunchConfig(nproc_per_node=nproc_per_node, launcher_args=torchrun_args or [], retries=retries)
+    result = pretrain(PretrainFlowConfig(train=config, launch=launch, mlflow_tracking_uri=mlflow_uri))
+    table = Table(title="pretraining")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
