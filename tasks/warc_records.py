@@ -294,9 +294,14 @@ def iter_html_documents(uri: str, counts: Counter) -> Iterator[Document]:
     """
     try:
         fh = open_uri(uri)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # fsspec raises per protocol: OSError, ValueError, ImportError...
         counts["unreadable_file"] += 1
-        log.error("%s: unreadable file: cannot open it (%s)", uri, e)
+        log.error("%s: unreadable file: cannot open it (%s: %s)", uri, type(e).__name__, e)
         return
     with fh:
-        yield from _WarcFileReader(uri, fh, counts).documents()
+        reader = _WarcFileReader(uri, fh, counts)
+        try:
+            yield from reader.documents()
+        except Exception as e:  # I/O failing outside any one record (a stream that cannot seek, the network)
+            counts["corrupt_record" if reader.records_seen else "unreadable_file"] += 1
+            log.error("%s: reading stopped after %d records: %s: %s", uri, reader.records_seen, type(e).__name__, e)

@@ -217,7 +217,9 @@ def test_records_before_and_after_random_damage_are_kept(tmp_path, shared_data, 
         for doc_id, doc in kept.items():  # no damaged text gets through
             assert doc.text == clean[doc_id].text, context
             assert doc.metadata["warc_file"] == str(damaged)
-        if start not in boundaries or (kind != "truncate" and end not in boundaries):
+        # gzip checks every member; bytes overwritten in a plain record without a block digest go unseen
+        detectable = name.endswith(".gz") or kind != "overwrite"
+        if detectable and (start not in boundaries or (kind != "truncate" and end not in boundaries)):
             assert counts["corrupt_record"] >= 1, context
         assert counts["unreadable_file"] == 0, context
         assert_counts_add_up(counts)
