@@ -17,8 +17,10 @@ Two known drifts between the design/paper and datatrove's code are handled on pu
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +173,16 @@ def language_model_path(settings: LanguageSettings) -> Path:
     return path
 
 
-def _url_filter(settings: URLFilterSettings):
+@lru_cache(maxsize=4)
+def _loaded_url_filter(settings_json: str):
+    """A URLFilter with its block lists loaded (millions of entries: seconds), once per process and settings."""
+    step = _new_url_filter(URLFilterSettings.model_validate_json(settings_json))
+    step.download_data()
+    return step
+
+
+def _new_url_filter(settings: URLFilterSettings):
+    """A URLFilter as datatrove builds it (block lists loaded on first use), offline."""
     from datatrove.pipeline.filters import URLFilter
     from tldextract import TLDExtract
 
@@ -182,6 +193,15 @@ def _url_filter(settings: URLFilterSettings):
     )
     # The bundled public-suffix snapshot: no HTTP fetch, no cache directory.
     step.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
+    return step
+
+
+def _url_filter(settings: URLFilterSettings):
+    """A fresh URLFilter (own statistics) sharing the process's loaded, read-only block lists."""
+    from datatrove.utils.stats import Stats
+
+    step = copy.copy(_loaded_url_filter(settings.model_dump_json()))
+    step.stats = Stats(str(step))
     return step
 
 
@@ -198,9 +218,10 @@ def _language_filter(settings: LanguageSettings):
 def build_filter_steps(config: FilterConfig, *, reference: bool = False) -> list[Any]:
     """datatrove PipelineSteps of the FineWeb filtering, in FineWeb's order, without the reader/writer.
 
-    The Gopher, C4 and FineWeb filters share one word tokenizer per process that returns datatrove's tokens
-    faster (`tasks.word_tokenizer`). `reference=True` builds the steps exactly as datatrove would, with its
-    default tokenizer, for conformance tests and benchmarks.
+    The Gopher, C4 and FineWeb filters share one word tokenizer per process that returns datatrove's
+    tokens faster (`tasks.word_tokenizer`), and the URL block lists are loaded once per process.
+    `reference=True` builds the steps exactly as datatrove would (its default tokenizer, block lists loaded
+    by each step), for conformance tests and benchmarks.
     """
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (
@@ -213,7 +234,7 @@ def build_filter_steps(config: FilterConfig, *, reference: bool = False) -> list
     words = FILTER_TEXT_LANGUAGE if reference else shared_word_tokenizer(FILTER_TEXT_LANGUAGE)
     steps: list[Any] = []
     if config.url_filter.enabled:
-        steps.append(_url_filter(config.url_filter))
+        steps.append(_new_url_filter(config.url_filter) if reference else _url_filter(config.url_filter))
     if config.extraction.enabled:
         extraction = config.extraction
         steps.append(
