@@ -413,6 +413,10 @@ class Trainer:
                         "num_parameters": self.model.num_parameters()})
         tracker.event("start", step=self.step, resumed=self.plan.resume_from is not None,
                       world_size=self.plan.world_size)
+        done = self.run_dir / SUMMARY_FILE
+        if self.step >= c.max_steps and done.is_file():
+            log.info("run already complete at step %d: %s", self.step, done)
+            return json.loads(done.read_text())
         speeds, mfus, val_loss, last, final_checkpoint = [], [], None, {}, None
         while self.step < c.max_steps:
             t0 = time.perf_counter()
@@ -446,6 +450,8 @@ class Trainer:
                 log.info("samples at step %d:\n%s", self.step, text)
             if self._due(c.checkpoint_every):
                 final_checkpoint = self.checkpoint()
+        if val_loss is None:  # killed between the final checkpoint and the summary
+            val_loss = self.evaluate()
         summary = {
             "step": self.step,
             "train_loss": last.get("train_loss"),

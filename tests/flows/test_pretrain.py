@@ -34,7 +34,8 @@ def kill_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> None
                 killed += kill_tree(worker)
 
 
-def test_pretrain_flow_logs_to_mlflow_and_resumes_after_failure(shared_data, tmp_path, mlflow_uri):
+def test_pretrain_flow_logs_to_mlflow_and_resumes_after_failure(shared_data, tmp_path, mlflow_uri, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one worker thread, as torchrun gives each of several workers
     data = write_shakespeare_shards(shared_data / "corpora" / "tinyshakespeare.txt", tmp_path / "shards",
                                     limit=200_000)
     run_dir = tmp_path / "run"
