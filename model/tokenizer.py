@@ -46,17 +46,43 @@ BYTES_SPEC = "bytes"
 TOKENIZER_DIR_ENV = "FINEFORGE_TOKENIZER_DIR"
 TIKTOKEN_CACHE_ENV = "TIKTOKEN_CACHE_DIR"
 
-# Published encodings: where tiktoken would download each vocabulary file (its cache key is sha1(URL)),
-# and the id of <|im_start|> (then <|im_end|>, <|im_sep|>, the tool tokens). OpenAI's ChatML ids for
-# cl100k_base, design.md's for o200k_base; GPT-2 has none, so they follow its 50,257 tokens.
+
+
+@dataclass(frozen=True)
+class VocabFile:
+    """One published vocabulary file: where tiktoken would download it (its cache key is sha1(url)), and
+    the sha256 tiktoken pins for it (checked here first, so a bad file never makes tiktoken go online)."""
+
+    url: str
+    sha256: str
+
+
+# Published encodings and their files; then the id of <|im_start|> (<|im_end|>, <|im_sep|> and the tool
+# tokens follow): OpenAI's ChatML ids for cl100k_base, design.md's for o200k_base, after the 50,257 of GPT-2.
 _OPENAI_BLOB = "https://openaipublic.blob.core.windows.net"
-PUBLISHED_FILES: dict[str, dict[str, str]] = {
+PUBLISHED_FILES: dict[str, dict[str, VocabFile]] = {
     "gpt2": {
-        "vocab.bpe": f"{_OPENAI_BLOB}/gpt-2/encodings/main/vocab.bpe",
-        "encoder.json": f"{_OPENAI_BLOB}/gpt-2/encodings/main/encoder.json",
+        "vocab.bpe": VocabFile(
+            f"{_OPENAI_BLOB}/gpt-2/encodings/main/vocab.bpe",
+            "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+        ),
+        "encoder.json": VocabFile(
+            f"{_OPENAI_BLOB}/gpt-2/encodings/main/encoder.json",
+            "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+        ),
     },
-    "cl100k_base": {"cl100k_base.tiktoken": f"{_OPENAI_BLOB}/encodings/cl100k_base.tiktoken"},
-    "o200k_base": {"o200k_base.tiktoken": f"{_OPENAI_BLOB}/encodings/o200k_base.tiktoken"},
+    "cl100k_base": {
+        "cl100k_base.tiktoken": VocabFile(
+            f"{_OPENAI_BLOB}/encodings/cl100k_base.tiktoken",
+            "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        )
+    },
+    "o200k_base": {
+        "o200k_base.tiktoken": VocabFile(
+            f"{_OPENAI_BLOB}/encodings/o200k_base.tiktoken",
+            "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        )
+    },
 }
 FIRST_ADDED_ID: dict[str, int] = {"gpt2": 50257, "cl100k_base": 100264, "o200k_base": 200264}
 
@@ -223,7 +249,7 @@ class BPETokenizer(Tokenizer):
         missing = [t for t in SPECIAL_TOKENS if self._tok.token_to_id(t) is None]
         if missing:
             raise TokenizerError(f"{path} lacks fineforge's special tokens {missing}; train it with train_bpe")
-        self.name = str(path)
+        self.name = str(path.resolve())
         self.special_tokens = {t: self._tok.token_to_id(t) for t in SPECIAL_TOKENS}
 
     @property
@@ -317,11 +343,14 @@ def _offline_tiktoken_cache(encoding_name: str, vocab_dir: Path) -> Iterator[Non
     vocab_dir = vocab_dir.resolve()
     cache = Path(tempfile.gettempdir()) / "fineforge-tiktoken" / hashlib.sha1(str(vocab_dir).encode()).hexdigest()
     cache.mkdir(parents=True, exist_ok=True)
-    for filename, url in PUBLISHED_FILES[encoding_name].items():
+    for filename, vocab_file in PUBLISHED_FILES[encoding_name].items():
         source = vocab_dir / filename
         if not source.is_file():
             raise TokenizerError(f"{encoding_name}: vocabulary file {source} is missing")
-        link = cache / hashlib.sha1(url.encode()).hexdigest()
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        if digest != vocab_file.sha256:
+            raise TokenizerError(f"{source}: sha256 {digest} is not the published {vocab_file.sha256}")
+        link = cache / hashlib.sha1(vocab_file.url.encode()).hexdigest()
         if not (link.is_symlink() and link.resolve() == source):
             tmp = link.with_name(f"{link.name}.{os.getpid()}.tmp")
             tmp.unlink(missing_ok=True)

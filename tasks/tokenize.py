@@ -5,7 +5,9 @@ validation split by a hash of its id. Spark partitions tokenize in parallel (the
 per worker process) and each writes its tokens per split to a part file; the driver then concatenates
 the part files in partition order into shards of exactly `shard_tokens` tokens (the last one shorter),
 as llm.c's shards are. Documents thus may span two shards, which is how documents longer than a shard
-are kept (and counted). Also: training a BPE tokenizer on a Spark sample of the corpus.
+are kept (and counted). The part files go to the stage's temporary folder, so on a cluster the work
+dir must be a file system every executor shares (as the trainers that read the shards need anyway).
+Also: training a BPE tokenizer on a Spark sample of the corpus.
 """
 
 from __future__ import annotations
@@ -229,10 +231,10 @@ def _assemble_shards(parts_dir: Path, output_dir: Path, partitions: list[int], d
     return shards
 
 
-def write_token_shards(spark, config: TokenizeConfig, output_dir: Path) -> dict:
+def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenizer: Tokenizer | None = None) -> dict:
     """The Spark job: tokenize the documents of `config.input` into shards + manifest.json in `output_dir`."""
     started = time.time()
-    tokenizer = load_tokenizer(config.tokenizer, config.vocab_dir)
+    tokenizer = tokenizer or load_tokenizer(config.tokenizer, config.vocab_dir)
     dtype = token_dtype(tokenizer.vocab_size, config.dtype)
     files = parquet_files(config.input)
     if not files:
@@ -307,9 +309,8 @@ def tokenize_corpus(spark, config: TokenizeConfig) -> dict:
         tokenizer_identity(config.tokenizer),
         config.model_dump(mode="json", include={"val_fraction", "shard_tokens", "dtype", "id_column", "text_column"}),
     ]
-    return run_stage(
-        Path(config.workdir), TOKENS_STAGE, config.name, parts, lambda out: write_token_shards(spark, config, out)
-    )
+    return run_stage(Path(config.workdir), TOKENS_STAGE, config.name, parts,
+                     lambda out: write_token_shards(spark, config, out, tokenizer))
 
 
 @task(name="tokenize", task_run_name="tokenize-{config.name}", cache_policy=NO_CACHE)

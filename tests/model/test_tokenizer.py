@@ -130,6 +130,9 @@ def test_bad_specs_get_clear_errors(tmp_path, monkeypatch):
         load_tokenizer("o200k_base")
     with pytest.raises(TokenizerError, match="missing"):
         load_tokenizer("cl100k_base", tmp_path)
+    (tmp_path / "cl100k_base.tiktoken").write_bytes(b"dGVzdA== 0\n")
+    with pytest.raises(TokenizerError, match="is not the published"):
+        load_tokenizer("cl100k_base", tmp_path)
     with pytest.raises(TokenizerError, match="does not exist"):
         load_tokenizer(str(tmp_path / "nope.json"))
     bad = tmp_path / "bad.json"
