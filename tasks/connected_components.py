@@ -60,12 +60,15 @@ def small_star(edges: DataFrame) -> DataFrame:
 
 
 def _is_star_forest(edges: DataFrame) -> bool:
-    """True when every edge (u -> v) has one parent per child and no parent is itself a child."""
+    """True when every edge (u -> v) has one parent per child and no parent is itself a child (one job)."""
     children = edges.groupBy("u").agg(F.count("*").alias("parents"))
-    if not children.where(F.col("parents") > 1).isEmpty():
-        return False
-    parents = edges.select(F.col("v").alias("u")).distinct()
-    return parents.join(children, "u").isEmpty()
+    parents = edges.select(F.col("v").alias("u"), F.lit(True).alias("is_parent")).distinct()
+    offending = (
+        children.join(parents, "u", "full_outer")
+        .where((F.col("parents") > 1) | (F.col("parents").isNotNull() & F.col("is_parent").isNotNull()))
+        .limit(1)
+    )
+    return offending.isEmpty()
 
 
 def connected_components(edges: DataFrame, src: str = "src", dst: str = "dst") -> Components:
@@ -81,7 +84,7 @@ def connected_components(edges: DataFrame, src: str = "src", dst: str = "dst") -
         if rounds >= MAX_ROUNDS:
             raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
         rounds += 1
-        current = _checkpoint(small_star(_checkpoint(large_star(current))))
+        current = _checkpoint(small_star(large_star(current)))
         converged = _is_star_forest(current)
         log.info("connected components: round %d done (converged: %s)", rounds, converged)
         if converged:

@@ -5,6 +5,7 @@ orders them as datatrove's reader does. One pass over the text computes every pe
 signature with datatrove's own code, normalised-text hash, normalised URL); the steps then run, in order,
 on the documents the earlier steps kept:
 
+- empty: documents without text are dropped (datatrove's readers skip them);
 - url: one document per normalised URL, the most recent crawl (then the latest dump, then the first read);
 - exact: one document per normalised text, the first read;
 - minhash: documents sharing all hashes of a band are duplicate pairs (the adjacent pairs of each band
@@ -45,6 +46,13 @@ _FILE_ORDINAL = "_file_ordinal"
 ROW_BITS = 32
 PARQUET_GLOB = "*.parquet"
 PARQUET_COMPRESSION = "zstd"
+# Step name -> drop reason in the stats. Empty documents go first: datatrove's readers skip them.
+DROP_REASONS = {
+    "empty": "empty_document",
+    "url": "url_duplicate",
+    "exact": "exact_duplicate",
+    "minhash": "minhash_duplicate",
+}
 
 _FEATURES_SCHEMA = T.StructType(
     [
@@ -202,16 +210,14 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
     )
     counts = features.agg(
         F.count("*").alias("documents_in"),
-        F.sum((F.col("text_chars") == 0).cast("long")).alias("empty_documents"),
         F.sum((F.col("text_chars") > config.long_document_chars).cast("long")).alias("long_documents"),
         F.sum((F.col("bands").isNull()).cast("long")).alias("documents_without_shingles"),
     ).first()
     documents_in = int(counts["documents_in"])
     stats: dict = {
         "documents_in": documents_in,
-        "empty_documents": int(counts["empty_documents"] or 0),
         "long_documents": int(counts["long_documents"] or 0),
-        "dropped": {"url_duplicate": 0, "exact_duplicate": 0, "minhash_duplicate": 0},
+        "dropped": dict.fromkeys(DROP_REASONS.values(), 0),
         "clusters": 0,
         "cluster_size_histogram": {},
         "connected_components_iterations": 0,
@@ -221,11 +227,14 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
         stats["documents_without_shingles"] = int(counts["documents_without_shingles"] or 0)
 
     survivors, removed_parts, remaining = features, [], documents_in
-    for name, enabled in (("url", config.url), ("exact", config.exact), ("minhash", config.minhash)):
+    steps = (("empty", True), ("url", config.url), ("exact", config.exact), ("minhash", config.minhash))
+    for name, enabled in steps:
         if not enabled:
             continue
         step: dict = {}
-        if name == "url":
+        if name == "empty":
+            removed = survivors.where(F.col("text_chars") == 0).select(KEY)
+        elif name == "url":
             removed = _first_per_group(
                 survivors.where(F.col("url_key").isNotNull()),
                 [SCOPE, "url_key"],
@@ -239,7 +248,7 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
             stats["connected_components_iterations"] = step["connected_components_iterations"]
         removed = _checkpoint(removed)
         dropped = removed.count()
-        stats["dropped"][f"{name}_duplicate"] = dropped
+        stats["dropped"][DROP_REASONS[name]] = dropped
         stats["steps"].append(
             {"name": name, "documents_in": remaining, "documents_out": remaining - dropped, "dropped": dropped}
             | {key: value for key, value in step.items() if key != "cluster_size_histogram"}
