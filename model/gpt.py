@@ -83,14 +83,14 @@ class GPTConfig:
         return cls(**{**PRESETS[name], **overrides})
 
 
-# Byte-level CPU models take the bytes tokenizer's 256 ids; GPT-2 shapes take GPT-2's 50,257 tokens
-# padded to 50,304 (a multiple of 64, faster matmuls), as in nanoGPT. Override vocab_size to match
-# another tokenizer.
+# CPU models default to the bytes tokenizer's 266 ids (256 bytes + 10 special tokens); GPT-2 shapes to
+# GPT-2's 50,257 tokens padded to 50,304 (a multiple of 64, faster matmuls), as in nanoGPT. Override
+# vocab_size with the tokenizer's `vocab_size` for any other tokenizer.
 PRESETS: dict[str, dict] = {
     # nanoGPT's CPU Shakespeare configuration
-    "tiny": dict(vocab_size=256, block_size=64, n_layer=4, n_head=4, n_embd=128),
+    "tiny": dict(vocab_size=266, block_size=64, n_layer=4, n_head=4, n_embd=128),
     # nanoGPT's shakespeare_char GPU configuration, still trainable on a CPU
-    "small-cpu": dict(vocab_size=256, block_size=256, n_layer=6, n_head=6, n_embd=384),
+    "small-cpu": dict(vocab_size=266, block_size=256, n_layer=6, n_head=6, n_embd=384),
     "gpt2-124m": dict(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768),
     "gpt2-350m": dict(vocab_size=50304, block_size=1024, n_layer=24, n_head=16, n_embd=1024),
     "gpt2-774m": dict(vocab_size=50304, block_size=1024, n_layer=36, n_head=20, n_embd=1280),
