@@ -2,8 +2,10 @@
 
 Several samples of one prompt run as one batch: the prompt is encoded once (batch 1) and its cache
 copied to every sample. A sample ends at a stop token (not emitted) or after `max_new_tokens`.
-When the context is full, the window slides: the last `block_size` tokens are encoded again, which
-is exactly what the cache-less path does at every step, so both paths produce the same tokens.
+When the context is full, it shifts: the oldest tokens are dropped, the newest `CONTEXT_KEEP` of the
+context are encoded again (rotary positions restart at 0), and generation goes on from there. Both paths
+see the same window at every step, so they produce the same tokens; the cached path pays for one
+re-encoding per shift instead of one per token.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 from model.gpt import GPT, KVCache
 
 log = logging.getLogger(__name__)
+
+CONTEXT_KEEP = 0.5  # fraction of the context kept when it is full and shifts
 
 
 @dataclass
@@ -103,18 +107,21 @@ class Engine:
             prompt = prompt[-block:]
         return prompt
 
-    def _logits(self, seq: torch.Tensor, cache: KVCache | None, new: int) -> torch.Tensor:
-        """Last-position logits of seq (B, T), whose last `new` tokens the cache has not seen yet."""
+    def _logits(self, seq: torch.Tensor, start: int, cache: KVCache | None, new: int) -> tuple[torch.Tensor, int]:
+        """Last-position logits of seq (B, L) seen from position `start`, whose last `new` tokens the cache has
+        not seen yet; returns them with the window's start, moved forward when the context is full."""
         block = self.model.config.block_size
+        if seq.shape[1] - start > block:
+            start = seq.shape[1] - max(1, int(block * CONTEXT_KEEP))
+            if cache is not None:
+                cache.reset()
+                new = seq.shape[1] - start
         with torch.inference_mode():
             if cache is None:
-                logits, _ = self.model(seq[:, -block:], last_only=True)
-            elif cache.pos + new > block:
-                cache.reset()  # the window slides: encode the last block_size tokens again
-                logits, _ = self.model(seq[:, -block:], kv_cache=cache, last_only=True)
+                logits, _ = self.model(seq[:, start:], last_only=True)
             else:
                 logits, _ = self.model(seq[:, -new:], kv_cache=cache, last_only=True)
-        return logits[:, -1, : self.vocab_size]
+        return logits[:, -1, : self.vocab_size], start
 
     def stream(self, prompt: Sequence[int], config: SamplingConfig) -> Iterator[list[int | None]]:
         """Yield, at every step, the new token of each sample (None for a sample that has ended)."""
@@ -131,17 +138,18 @@ class Engine:
         if config.use_kv_cache:
             with torch.inference_mode():
                 cache = self.model.new_kv_cache(batch_size=1)
-                logits = self._logits(seq, cache, new=seq.shape[1])  # the prompt once, then copied
+        # the prompt is encoded once (batch 1), then its logits and cache are copied to every sample
+        logits, start = self._logits(seq, 0, cache, new=seq.shape[1])
+        if cache is not None:
+            with torch.inference_mode():
                 cache.expand(n)
-        else:
-            logits = self._logits(seq, None, new=seq.shape[1])
         logits = logits.expand(n, -1)
         seq = seq.expand(n, -1)
         stop = torch.tensor(config.stop_tokens, dtype=torch.long, device=self.device)
         done = torch.zeros(n, dtype=torch.bool, device=self.device)
         for step in range(config.max_new_tokens):
             if step:
-                logits = self._logits(seq, cache, new=1)
+                logits, start = self._logits(seq, start, cache, new=1)
             token = sample_next(logits, config, generator)
             ended = done | torch.isin(token, stop)
             yield [None if e else t for e, t in zip(ended.tolist(), token.tolist(), strict=True)]

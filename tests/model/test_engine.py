@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from model.engine import Engine, SamplingConfig, filter_logits
+from model.engine import CONTEXT_KEEP, Engine, SamplingConfig, filter_logits
 from model.gpt import GPT, GPTConfig
 
 BLOCK = 32
@@ -39,7 +39,7 @@ def model() -> GPT:
 
 def test_greedy_tokens_are_identical_with_and_without_the_cache(model):
     engine = Engine(model)
-    # 3 * BLOCK tokens: the window slides past the context, which the cached path handles by re-encoding
+    # 3 * BLOCK tokens: the context fills and shifts several times
     n = 3 * BLOCK
     cached = engine.generate(PROMPT, SamplingConfig(max_new_tokens=n, temperature=0, use_kv_cache=True))
     plain = engine.generate(PROMPT, SamplingConfig(max_new_tokens=n, temperature=0, use_kv_cache=False))
@@ -102,6 +102,19 @@ def test_stream_yields_step_by_step_what_generate_returns(model):
     assert len(steps) == 12 and all(len(step) == 2 for step in steps)
     samples = engine.generate(PROMPT, config)
     assert [[step[i] for step in steps] for i in range(2)] == [s.tokens for s in samples]
+
+
+@pytest.mark.parametrize("use_kv_cache", [True, False])
+def test_full_context_shifts_to_its_newest_tokens(model, use_kv_cache):
+    engine = Engine(model)
+    full = engine.generate(PROMPT, SamplingConfig(max_new_tokens=2 * BLOCK, temperature=0))[0].tokens
+    seq = PROMPT + full
+    # the first token that does not fit is predicted from the newest CONTEXT_KEEP of the context only
+    keep = int(BLOCK * CONTEXT_KEEP)
+    window = seq[BLOCK + 1 - keep : BLOCK + 1]
+    after = full[BLOCK + 1 - len(PROMPT) :]
+    config = SamplingConfig(max_new_tokens=len(after), temperature=0, use_kv_cache=use_kv_cache)
+    assert engine.generate(window, config)[0].tokens == after
 
 
 def test_long_prompt_keeps_its_last_tokens(model):
