@@ -101,9 +101,10 @@ def measured_steps(run_dir: Path, skip: int) -> dict:
 def quality(work: Path, data: Path, args: argparse.Namespace) -> dict:
     val_tokens = next(s["tokens"] for s in json.loads((data / "manifest.json").read_text())["shards"]
                       if s["split"] == "val")
-    whole_val = val_tokens // (12 * 64 + 1)  # every window of the validation split
-    summary, seconds = train(work, "quality", data, 1, args.threads, **NANOGPT_CPU, max_steps=args.steps,
-                             eval_batches=whole_val)
+    batch, seq_len = NANOGPT_CPU["micro_batch_size"], 64
+    whole_val = (val_tokens - 1) // seq_len // batch  # every sequence of the validation split
+    fields = {**NANOGPT_CPU, "max_steps": args.steps, "eval_batches": whole_val}
+    summary, seconds = train(work, "quality", data, 1, args.threads, **fields)
     return {"val_loss": summary["val_loss"], "train_loss": summary["train_loss"], "steps": summary["step"],
             "seconds": round(seconds, 1), "tokens_per_s": summary["tokens_per_s"],
             "nanogpt_val_loss": NANOGPT_VAL_LOSS, "goal_met": summary["val_loss"] <= NANOGPT_VAL_LOSS}
@@ -149,7 +150,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     args.steps = args.steps or {"quality": 2000, "speed": 60, "gpu": 50}[args.which]
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)  # prefect configured logging
     text = args.shared / "corpora" / "tinyshakespeare.txt"
     if not text.is_file():
         sys.exit(f"error: {text} not found (pass --shared)")

@@ -90,6 +90,7 @@ class PretrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 1
     seed: int = 1337
+    shuffle: bool = True  # each batch from random places of the shard, a new order every epoch (else in order)
     device: str = "auto"  # auto, cpu, cuda
     dtype: str = "auto"  # auto (bfloat16 on CUDA, float32 otherwise), float32, bfloat16
     compile: bool = False
@@ -299,7 +300,8 @@ class Trainer:
             config.weight_decay, config.lr, (config.beta1, config.beta2), plan.device.type
         )
         seq_len = plan.model_config.block_size
-        self.train_loader = TokenLoader(plan.train_shards, config.micro_batch_size, seq_len, plan.rank, plan.world_size)
+        self.train_loader = TokenLoader(plan.train_shards, config.micro_batch_size, seq_len, plan.rank, plan.world_size,
+                                        shuffle=config.shuffle, seed=config.seed)
         self.val_loader = TokenLoader(plan.val_shards, config.micro_batch_size, seq_len, plan.rank, plan.world_size)
         self.tokenizer = load_tokenizer(plan.tokenizer_spec, config.tokenizer_dir)
         self.step = 0
