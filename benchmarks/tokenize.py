@@ -64,7 +64,8 @@ def real_text_corpus(folder: Path) -> Path:
 def read_documents(inputs: list[str]) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
 
-    from tasks.tokenize import document_text, parquet_files
+    from tasks.document_tokens import document_text
+    from tasks.tokenize import parquet_files
 
     docs = []
     for path in parquet_files(inputs):
@@ -113,8 +114,9 @@ def main() -> None:
     from tokenizers import Tokenizer as HFTokenizer
 
     from model.tokenizer import load_tokenizer
+    from tasks.document_tokens import validation_split
     from tasks.spark import SparkConfig, spark_session
-    from tasks.tokenize import TokenizeConfig, train_bpe_tokenizer, validation_split
+    from tasks.tokenize import TokenizeConfig, train_bpe_tokenizer
 
     scratch = Path(tempfile.mkdtemp(prefix="fineforge-bench-tokenize-"))
     inputs = args.corpus or [str(real_text_corpus(scratch / "corpus"))]

@@ -15,12 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -31,18 +28,16 @@ from pydantic import BaseModel, Field, field_validator
 
 from model.shards import MANIFEST, ShardError, read_shard, shard_dtype, write_manifest, write_shard
 from model.tokenizer import BPETrainingConfig, Tokenizer, load_tokenizer, train_bpe
+from tasks.document_tokens import EMPTY, INVALID_UTF8, SPLITS, part_path, partition_writer, validation_split
 from tasks.spark import SparkConfig, SparkProgress, spark_session
 from tasks.stage import merge_counts, run_stage
 
 log = logging.getLogger(__name__)
 
 TOKENS_STAGE = "tokens"
-SPLITS = ("train", "val")
 PARTS_DIR = "_parts"
 TOKENIZER_COPY = "tokenizer.json"
 DEFAULT_SHARD_TOKENS = 100_000_000
-# Dropped documents, by reason.
-EMPTY, INVALID_UTF8 = "empty", "invalid_utf8"
 
 
 class TokenizeConfig(BaseModel):
@@ -70,60 +65,6 @@ class TokenizeConfig(BaseModel):
         return value
 
 
-# ---- pure per-document part -------------------------------------------------------------------------
-
-
-def validation_split(doc_id: str, val_fraction: float) -> str:
-    """"val" for a stable `val_fraction` share of document ids (by sha1 of the id), else "train"."""
-    digest = hashlib.sha1(str(doc_id).encode("utf-8")).digest()
-    return "val" if int.from_bytes(digest[:8], "big") < val_fraction * 2**64 else "train"
-
-
-def document_text(value: bytes | str | None) -> tuple[str | None, str | None]:
-    """(text, None) for a usable document, else (None, reason): empty or not valid UTF-8."""
-    if value is None:
-        return None, EMPTY
-    if isinstance(value, bytes | bytearray | memoryview):
-        try:
-            value = bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return None, INVALID_UTF8
-    else:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates
-            return None, INVALID_UTF8
-    if not value.strip():
-        return None, EMPTY
-    return value, None
-
-
-def tokenize_documents(
-    tokenizer: Tokenizer, ids: list, texts: list, val_fraction: float, dtype: str, shard_tokens: int
-) -> tuple[dict[str, list[np.ndarray]], Counter]:
-    """Tokenize a batch of documents: the token arrays (each ending in EOT) per split, and the counts."""
-    counts: Counter = Counter(documents_in=len(texts))
-    kept, splits = [], []
-    for doc_id, value in zip(ids, texts, strict=True):
-        text, reason = document_text(value)
-        if reason:
-            counts[f"dropped_{reason}"] += 1
-            continue
-        kept.append(text)
-        splits.append(validation_split(doc_id, val_fraction))
-        counts["bytes"] += len(text.encode("utf-8"))
-    out: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
-    for split, tokens in zip(splits, tokenizer.encode_batch(kept), strict=True):
-        array = np.empty(len(tokens) + 1, dtype=dtype)
-        array[:-1] = tokens
-        array[-1] = tokenizer.eot_id
-        out[split].append(array)
-        counts[f"documents_{split}"] += 1
-        counts[f"tokens_{split}"] += array.size
-        counts["documents_longer_than_shard"] += array.size > shard_tokens
-    return out, counts
-
-
 def token_dtype(vocab_size: int, requested: str = "auto") -> str:
     """The shard dtype for a vocabulary; a clear error when the requested one cannot hold every id."""
     needed = shard_dtype(vocab_size)
@@ -135,12 +76,6 @@ def token_dtype(vocab_size: int, requested: str = "auto") -> str:
 
 
 # ---- Spark job ---------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4)
-def worker_tokenizer(spec: str, vocab_dir: str | None) -> Tokenizer:
-    """The tokenizer, loaded once per (Python worker) process."""
-    return load_tokenizer(spec, vocab_dir)
 
 
 def parquet_files(inputs: Iterable[str]) -> list[Path]:
@@ -165,44 +100,6 @@ def tokenizer_identity(spec: str) -> str:
     return spec
 
 
-def _part_path(parts_dir: Path, partition: int, split: str) -> Path:
-    return parts_dir / f"part-{partition:06d}-{split}.bin"
-
-
-def _partition_writer(config: TokenizeConfig, dtype: str, parts_dir: str):
-    """The mapInArrow function: tokenize a partition's Arrow batches into its part files; yield its counts."""
-    spec, vocab_dir = config.tokenizer, config.vocab_dir
-    val_fraction, shard_tokens = config.val_fraction, config.shard_tokens
-
-    def write_partition(batches: Iterator) -> Iterator:
-        import pyarrow as pa
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-        partition, attempt = context.partitionId(), context.attemptNumber()
-        tokenizer = worker_tokenizer(spec, vocab_dir)
-        final = {split: _part_path(Path(parts_dir), partition, split) for split in SPLITS}
-        tmp = {split: path.with_name(f".{path.name}.{attempt}.tmp") for split, path in final.items()}
-        files = {split: open(path, "wb") for split, path in tmp.items()}
-        counts: Counter = Counter()
-        try:
-            for batch in batches:
-                ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-                arrays, batch_counts = tokenize_documents(tokenizer, ids, texts, val_fraction, dtype, shard_tokens)
-                counts.update(batch_counts)
-                for split, split_arrays in arrays.items():
-                    for array in split_arrays:
-                        files[split].write(array.tobytes())
-        finally:
-            for f in files.values():
-                f.close()
-        for split in SPLITS:
-            os.replace(tmp[split], final[split])
-        yield pa.RecordBatch.from_pydict({"partition": [partition], "counts": [json.dumps(counts)]})
-
-    return write_partition
-
-
 def rechunk(parts: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """The concatenation of `parts`, cut into arrays of exactly `size` (the last one shorter)."""
     pending: list[np.ndarray] = []
@@ -222,7 +119,7 @@ def _assemble_shards(parts_dir: Path, output_dir: Path, partitions: list[int], d
     """Concatenate the part files in partition order into shards of `shard_tokens`; return the shard entries."""
     shards = []
     for split in SPLITS:
-        parts = (np.fromfile(_part_path(parts_dir, p, split), dtype=dtype) for p in partitions)
+        parts = (np.fromfile(part_path(parts_dir, p, split), dtype=dtype) for p in partitions)
         for index, tokens in enumerate(rechunk(parts, shard_tokens)):
             name = f"{split}_{index:06d}.bin"
             sha = write_shard(output_dir / name, tokens, dtype)
@@ -253,7 +150,8 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
     wanted = config.min_partitions or spark.sparkContext.defaultParallelism
     if frame.rdd.getNumPartitions() < wanted:
         frame = frame.repartition(wanted)
-    writer = _partition_writer(config, dtype, str(parts_dir))
+    writer = partition_writer(config.tokenizer, config.vocab_dir, config.val_fraction, config.shard_tokens, dtype,
+                              str(parts_dir))
     rows = frame.mapInArrow(writer, "partition long, counts string").collect()
     tokenized = time.time()
     partitions = sorted(row["partition"] for row in rows)

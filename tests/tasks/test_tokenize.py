@@ -9,15 +9,8 @@ import pytest
 
 from model.shards import ShardError, load_manifest, read_shard
 from model.tokenizer import load_tokenizer
-from tasks.tokenize import (
-    TokenizeConfig,
-    document_text,
-    rechunk,
-    token_dtype,
-    tokenize_corpus,
-    train_bpe_tokenizer,
-    validation_split,
-)
+from tasks.document_tokens import validation_split
+from tasks.tokenize import TokenizeConfig, rechunk, token_dtype, tokenize_corpus, train_bpe_tokenizer
 from tests.tasks.token_corpus import BAD_DOCUMENTS, write_corpus
 
 SHARD_TOKENS = 10_000
@@ -37,23 +30,6 @@ def split_documents(directory, manifest, split):
     ends = np.flatnonzero(tokens == manifest["eot_id"])
     starts = np.concatenate([[0], ends[:-1] + 1])
     return [tokens[a:b] for a, b in zip(starts, ends, strict=True)], tokens
-
-
-def test_validation_split_is_stable_and_proportional():
-    ids = [f"<urn:uuid:{i}>" for i in range(20_000)]
-    val = [i for i in ids if validation_split(i, 0.1) == "val"]
-    assert 0.09 < len(val) / len(ids) < 0.11
-    assert val == [i for i in ids if validation_split(i, 0.1) == "val"]
-    assert all(validation_split(i, 0.0) == "train" for i in ids[:100])
-    assert all(validation_split(i, 1.0) == "val" for i in ids[:100])
-
-
-def test_document_text_names_bad_input():
-    assert document_text("héllo".encode()) == ("héllo", None)
-    assert document_text("café".encode("latin-1")) == (None, "invalid_utf8")
-    assert document_text("broken \udc80 surrogate") == (None, "invalid_utf8")
-    assert document_text(None) == (None, "empty")
-    assert document_text(b"  \n") == (None, "empty")
 
 
 def test_rechunk_cuts_exact_sizes():
