@@ -135,7 +135,8 @@ def inspect(
     except (ShardError, KeyError, ValueError) as e:
         fail(f"cannot read shards: {e}", code=1)
 
-    summary = Table(title=f"{directory}", show_header=False)
+    console.print(Text(f"token shards in {directory}", style="bold"))
+    summary = Table(title="manifest", show_header=False)
     for key in ("tokenizer", "vocab_size", "dtype", "eot_id", "shard_tokens", "val_fraction"):
         summary.add_row(key, str(manifest.get(key)))
     for split in ("train", "val"):
@@ -146,8 +147,8 @@ def inspect(
     for column in ("file", "split", "tokens", "documents", "mean_document_tokens", "min_id", "max_id"):
         shards.add_column(column, justify="left" if column in ("file", "split") else "right")
     for row in rows:
-        shards.add_row(*(str(row[c]) for c in ("file", "split", "tokens", "documents", "mean_document_tokens",
-                                                "min_id", "max_id")))
+        shards.add_row(row["file"], row["split"], f"{row['tokens']:,}", f"{row['documents']:,}",
+                       *(str(row[c]) for c in ("mean_document_tokens", "min_id", "max_id")))
     console.print(shards)
 
     sample_file = path if path.is_file() else directory / manifest["shards"][0]["file"] if manifest["shards"] else None
