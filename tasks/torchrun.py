@@ -11,6 +11,7 @@ import collections
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,9 @@ from pydantic import BaseModel, Field
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 40  # log lines quoted in the error of a failed run
+# The last line of a Python traceback ("ConfigError: ..."); torchrun's own summary error is not the cause.
+EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception): \S")
+LAUNCHER_ERRORS = ("ChildFailedError", "SignalException")
 
 
 class TorchrunError(RuntimeError):
@@ -58,6 +62,7 @@ def run_command(command: list[str], env: dict[str, str] | None = None, logger: l
     logger = logger or log
     logger.info("launching: %s", " ".join(command))
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    cause = None
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         env={**os.environ, **(env or {})}, start_new_session=True,
@@ -67,6 +72,8 @@ def run_command(command: list[str], env: dict[str, str] | None = None, logger: l
         for line in proc.stdout:
             line = line.rstrip("\n")
             tail.append(line)
+            if EXCEPTION_LINE.match(line) and not any(name in line for name in LAUNCHER_ERRORS):
+                cause = line
             logger.info("%s", line)
         code = proc.wait()
     except BaseException:
@@ -74,7 +81,8 @@ def run_command(command: list[str], env: dict[str, str] | None = None, logger: l
         proc.wait()
         raise
     if code != 0:
-        raise TorchrunError(f"torchrun exited with status {code}; last lines:\n" + "\n".join(tail))
+        reason = f": {cause}" if cause else ""
+        raise TorchrunError(f"torchrun exited with status {code}{reason}\nlast lines:\n" + "\n".join(tail))
 
 
 @task(name="torchrun")
