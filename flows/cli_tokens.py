@@ -97,6 +97,7 @@ def build(
 
     from flows.runtime import prepare_runtime
 
+    workdir.mkdir(parents=True, exist_ok=True)  # Prefect's home goes inside it
     prepare_runtime(workdir)
     from flows.tokenize import tokenize
 
