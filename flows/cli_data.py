@@ -11,11 +11,12 @@ from rich.table import Table
 
 data_app = typer.Typer(no_args_is_help=True)
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str) -> None:
     """One clear error line and a nonzero exit, before any work is done."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -76,7 +77,7 @@ def build(
                "source": source}
     values.update({k: v for k, v in options.items() if v is not None})
     if language:
-        values.setdefault("filters", {})["languages"] = list(language)
+        values.setdefault("filters", {}).setdefault("language", {})["languages"] = list(language)
     if spark_master:
         values.setdefault("spark", {})["master"] = spark_master
     if no_mlflow:
