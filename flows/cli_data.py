@@ -61,9 +61,9 @@ def build(
 ) -> None:
     """Build the FineWeb-style corpus: extract, filter and scrub WARC records on Spark."""
     from pydantic import ValidationError
-    from tasks.warc_input import InputError, resolve_warc_inputs
 
     from flows.data_build_config import DataBuildConfig
+    from tasks.warc_input import InputError, resolve_warc_inputs
 
     values: dict = {}
     if config_file is not None:

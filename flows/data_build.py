@@ -9,7 +9,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.data_build_config import DataBuildConfig
 from flows.runtime import tracking_uri
-from tasks.data_build import FILTERED, SCRUBBED, filter_stage, resolve_inputs, scrub_stage, track_build
+from tasks.data_build import (
+    ALL_DUMPS,
+    SCRUBBED,
+    dedup_stage,
+    filter_stage,
+    resolve_inputs,
+    scrub_stage,
+    track_build,
+)
 from tasks.stage import stats_rows
 
 
@@ -18,13 +26,23 @@ def data_build(config: DataBuildConfig) -> dict:
     """Resolve the inputs, run each stage per dump, publish the statistics (Prefect artifact, MLflow)."""
     workdir = Path(config.workdir).resolve()
     groups = resolve_inputs(config.input, config.limit, config.sample, config.seed, config.source, config.dump)
-    stages: list[dict] = []
+    filtered = {dump: filter_stage(config.spark, config.filters, uris, workdir, dump) for dump, uris in groups.items()}
+    stages: list[dict] = list(filtered.values())
+
+    upstream = filtered
+    dedup = config.dedup
+    if dedup.minhash or dedup.exact or dedup.url:
+        if dedup.scope == "dump":
+            batches = {dump: [stats] for dump, stats in filtered.items()}
+        else:
+            batches = {ALL_DUMPS: list(filtered.values())}
+        upstream = {group: dedup_stage(config.spark, dedup, batch, workdir, group) for group, batch in batches.items()}
+        stages += upstream.values()
+
     outputs: dict[str, str] = {}
-    for dump, uris in groups.items():
-        filtered = filter_stage(config.spark, config.filters, uris, workdir, dump)
-        scrubbed = scrub_stage(config.spark, config.filters, filtered, workdir / dump / FILTERED, workdir, dump)
-        stages += [filtered, scrubbed]
-        outputs[dump] = str(workdir / dump / SCRUBBED)
+    for group, stats in upstream.items():
+        stages.append(scrub_stage(config.spark, config.filters, stats, workdir, group))
+        outputs[group] = str(workdir / group / SCRUBBED)
 
     run_id = None
     if config.mlflow:

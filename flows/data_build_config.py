@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
-from tasks.filtering import FilterConfig
 
+from tasks.dedup import DedupConfig
+from tasks.filtering import FilterConfig
 from tasks.spark import SparkConfig
 
 
@@ -29,6 +30,7 @@ class DataBuildConfig(BaseModel):
         description="Where a dump's warc.paths.gz and WARCs are read: https://data.commoncrawl.org or s3://commoncrawl.",
     )
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     mlflow: bool = Field(True, description="Track the build as an MLflow run.")
     mlflow_tracking_uri: str | None = Field(

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.dedup import DedupConfig, deduplicate_parquet
 from tasks.filter_stage import filter_warcs_to_parquet
 from tasks.filtering import FilterConfig
 from tasks.scrub_stage import scrub_parquet
@@ -23,7 +24,8 @@ from tasks.warc_input import dump_of, resolve_warc_inputs
 
 log = logging.getLogger(__name__)
 
-FILTERED, SCRUBBED = "filtered", "scrubbed"
+FILTERED, DEDUPLICATED, SCRUBBED = "filtered", "deduplicated", "scrubbed"
+ALL_DUMPS = "all-dumps"  # the output group of a deduplication across dumps
 
 
 def group_by_dump(uris: list[str], default_dump: str) -> dict[str, list[str]]:
@@ -70,12 +72,27 @@ def filter_stage(spark_config: SparkConfig, filters: FilterConfig, uris: list[st
     return run_stage(workdir, dump, FILTERED, [input_listing(uris), filters.model_dump(mode="json")], work)
 
 
-@task(name="scrub", task_run_name="scrub-{dump}", cache_policy=NO_CACHE)
-def scrub_stage(
-    spark_config: SparkConfig, filters: FilterConfig, upstream: dict, input_dir: Path, workdir: Path, dump: str
+@task(name="deduplicate", task_run_name="deduplicate-{group}", cache_policy=NO_CACHE)
+def dedup_stage(
+    spark_config: SparkConfig, dedup: DedupConfig, upstream: list[dict], workdir: Path, group: str
 ) -> dict:
+    """Filtered documents of one dump (or of all, scope "all") -> deduplicated (`<workdir>/<group>/deduplicated/`)."""
+    spark = spark_session(spark_config)
+    input_dirs = [Path(workdir) / stats["dump"] / stats["stage"] for stats in upstream]
+
+    def work(output_dir: Path) -> dict:
+        with SparkProgress(spark, f"{group}/{DEDUPLICATED}"):
+            return deduplicate_parquet(spark, input_dirs, dedup, output_dir)
+
+    parts = [[stats["fingerprint"] for stats in upstream], dedup.model_dump(mode="json")]
+    return run_stage(workdir, group, DEDUPLICATED, parts, work)
+
+
+@task(name="scrub", task_run_name="scrub-{dump}", cache_policy=NO_CACHE)
+def scrub_stage(spark_config: SparkConfig, filters: FilterConfig, upstream: dict, workdir: Path, dump: str) -> dict:
     """Documents -> documents with e-mails and public IP addresses scrubbed (`<workdir>/<dump>/scrubbed/`)."""
     spark = spark_session(spark_config)
+    input_dir = Path(workdir) / upstream["dump"] / upstream["stage"]
 
     def work(output_dir: Path) -> dict:
         with SparkProgress(spark, f"{dump}/{SCRUBBED}"):

@@ -62,5 +62,5 @@ def record_stage_run(
             log_stage_stats(stats)
         for path in files:
             if Path(path).is_file():
-                mlflow.log_artifact(str(path), artifact_path=Path(path).parent.name)
+                mlflow.log_artifact(str(path), artifact_path=f"{Path(path).parent.parent.name}/{Path(path).parent.name}")
         return run.info.run_id

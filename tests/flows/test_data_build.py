@@ -74,7 +74,10 @@ def test_build_writes_documents_and_consistent_statistics(built):
             if previous_out is not None:
                 assert step["documents_in"] == previous_out, step
             previous_out = step["documents_out"]
-        assert scrubbed["documents_in"] == filtered["documents_out"] == scrubbed["documents_out"]
+        deduplicated = read_stats(workdir, dump, "deduplicated")
+        assert deduplicated["documents_in"] == filtered["documents_out"]
+        assert deduplicated["documents_out"] + sum(deduplicated["dropped"].values()) == deduplicated["documents_in"]
+        assert scrubbed["documents_in"] == deduplicated["documents_out"] == scrubbed["documents_out"]
         table = read_parts(workdir / dump / "scrubbed")
         assert table.num_rows == scrubbed["documents_out"]
         total_out += table.num_rows
@@ -130,7 +133,7 @@ def test_second_build_skips_complete_stages(built, shared_data):
     listing = workdir.parent / "warcs.txt"
     output = fineforge("data", "build", "--input", str(listing), "--workdir", str(workdir), "--dump", "samples",
                        "--spark-master", "local[2]", "--no-mlflow")
-    assert output.count("(skipped: already complete)") == 2 * len(dumps(workdir)), output
+    assert output.count("(skipped: already complete)") == 3 * len(dumps(workdir)), output
 
 
 def test_invalid_config_fails_before_any_work(tmp_path, shared_data):
