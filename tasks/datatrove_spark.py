@@ -27,12 +27,23 @@ IGNORED_METRICS = {"doc_len_tokens", "batches"}
 
 
 def run_steps(
-    steps: Iterable[Any], documents: Iterable[Document], rank: int = 0, world_size: int = 1
+    steps: Iterable[Any], documents: Iterable[Document], rank: int = 0, world_size: int = 1, extract_ahead: int = 0
 ) -> Iterator[Document]:
-    """Chain datatrove steps over `documents` lazily, as datatrove's executors do for one task."""
+    """Chain datatrove steps over `documents` lazily, as datatrove's executors do for one task.
+
+    With `extract_ahead` > 0, extractors run up to that many documents ahead of the rest of the pipeline in
+    their sandbox process (`tasks.extraction_ahead`: same output, extraction overlaps the other steps).
+    """
+    from datatrove.pipeline.extractors.base import BaseExtractor
+
+    from tasks.extraction_ahead import run_extractor_ahead
+
     pipeline: Iterable[Document] = documents
     for step in steps:
-        pipeline = step(pipeline, rank, world_size)
+        if extract_ahead > 0 and isinstance(step, BaseExtractor):
+            pipeline = run_extractor_ahead(step, pipeline, extract_ahead)
+        else:
+            pipeline = step(pipeline, rank, world_size)
     return iter(pipeline)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from tasks.datatrove_spark import dropped_by_reason, merge_step_statistics, pipeline_statistics, run_steps
 from tasks.documents_parquet import PartWriter, document_row
+from tasks.extraction_ahead import DEFAULT_AHEAD
 from tasks.filtering import FilterConfig, build_filter_steps, step_name
 from tasks.stage import merge_counts
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Reader counts that are drops of damaged input (the rest of the reader's counts are kept under "reader").
 READER_DAMAGE = ("corrupt_record", "unreadable_file")
+# Documents the extraction process may run ahead of the other steps (see tasks.extraction_ahead).
+EXTRACT_AHEAD = DEFAULT_AHEAD
 
 
 def part_file_name(index: int) -> str:
@@ -45,7 +48,7 @@ def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank
     steps = build_filter_steps(config)
     documents = _counted(iter_html_documents(uri, reader_counts), reader_counts, "documents_in")
     with PartWriter(part_path) as writer:
-        for document in run_steps(steps, documents, rank=rank):
+        for document in run_steps(steps, documents, rank=rank, extract_ahead=EXTRACT_AHEAD):
             writer.write(document_row(document, dump))
     bytes_out = part_path.stat().st_size
     documents_in = reader_counts.pop("documents_in", 0)

@@ -12,7 +12,7 @@ from tasks.filter_stage import filter_warcs_to_parquet, part_file_name
 from tasks.filtering import FilterConfig
 from tasks.scrub_stage import scrub_parquet
 
-SAMPLES = ["wget-2024-sample-0000.warc.gz", "wget-2024-sample-0001.warc.gz", "cc-main-2014-35-sample.warc"]
+SAMPLES = ["wget-2024-sample-0000.warc.gz", "wget-2024-sample-0001.warc.gz"]
 BROKEN = ["warcio-example-trunc.warc", "warcio-example-bad.warc.gz.bad"]
 CONFIG = FilterConfig(extraction={"timeout": 30})
 DUMP = "CC-MAIN-TEST"
