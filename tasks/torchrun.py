@@ -63,23 +63,22 @@ def run_command(command: list[str], env: dict[str, str] | None = None, logger: l
     logger.info("launching: %s", " ".join(command))
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     cause = None
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         env={**os.environ, **(env or {})}, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            tail.append(line)
-            if EXCEPTION_LINE.match(line) and not any(name in line for name in LAUNCHER_ERRORS):
-                cause = line
-            logger.info("%s", line)
-        code = proc.wait()
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
-        raise
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                tail.append(line)
+                if EXCEPTION_LINE.match(line) and not any(name in line for name in LAUNCHER_ERRORS):
+                    cause = line
+                logger.info("%s", line)
+            code = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGTERM)
+            raise
     if code != 0:
         reason = f": {cause}" if cause else ""
         raise TorchrunError(f"torchrun exited with status {code}{reason}\nlast lines:\n" + "\n".join(tail))
