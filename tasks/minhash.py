@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
-from datatrove.utils.text import TextNormConfig
+from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 # Shingles hashed at once: bounds the (shingles x hashes) matrix on very long documents.
@@ -53,6 +53,10 @@ class MinhashSigner:
         # The step only writes when run() is called; signatures use its shingling and parameters.
         self._step = MinhashDedupSignature(output_folder=tempfile.gettempdir(), config=config, language=language)
         self.config = config
+
+    def words(self, text: str) -> list[str]:
+        """datatrove's words of the normalised text, which the shingles are n-grams of."""
+        return self._step.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
 
     def shingles(self, text: str) -> np.ndarray:
         """datatrove's hashed word n-grams of the normalised text, shape (n, 1)."""
