@@ -199,6 +199,10 @@ def minhash_duplicates(features: DataFrame) -> tuple[DataFrame, dict]:
     return removed, stats
 
 
+def _step(name: str, documents_in: int, dropped: int) -> dict:
+    return {"name": name, "documents_in": documents_in, "documents_out": documents_in - dropped, "dropped": dropped}
+
+
 def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: DedupConfig, output_dir: Path) -> dict:
     """Deduplicate the documents of `input_dirs` into Parquet in `output_dir` (same schema); return stats."""
     docs = read_documents(spark, input_dirs, config.scope)
@@ -210,31 +214,29 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
     )
     counts = features.agg(
         F.count("*").alias("documents_in"),
+        F.sum((F.col("text_chars") == 0).cast("long")).alias("empty"),
         F.sum((F.col("text_chars") > config.long_document_chars).cast("long")).alias("long_documents"),
         F.sum((F.col("bands").isNull()).cast("long")).alias("documents_without_shingles"),
     ).first()
-    documents_in = int(counts["documents_in"])
+    documents_in, empty = int(counts["documents_in"]), int(counts["empty"] or 0)
     stats: dict = {
         "documents_in": documents_in,
         "long_documents": int(counts["long_documents"] or 0),
-        "dropped": dict.fromkeys(DROP_REASONS.values(), 0),
+        "dropped": dict.fromkeys(DROP_REASONS.values(), 0) | {DROP_REASONS["empty"]: empty},
         "clusters": 0,
         "cluster_size_histogram": {},
         "connected_components_iterations": 0,
-        "steps": [],
+        "steps": [_step("empty", documents_in, empty)],
     }
     if config.minhash:
         stats["documents_without_shingles"] = int(counts["documents_without_shingles"] or 0)
 
-    survivors, removed_parts, remaining = features, [], documents_in
-    steps = (("empty", True), ("url", config.url), ("exact", config.exact), ("minhash", config.minhash))
-    for name, enabled in steps:
-        if not enabled:
-            continue
+    # empty documents need no join: they are filtered out here and when the documents are written
+    survivors, removed_parts, remaining = features.where(F.col("text_chars") > 0), [], documents_in - empty
+    steps = [name for name in ("url", "exact", "minhash") if getattr(config, name)]
+    for position, name in enumerate(steps):
         step: dict = {}
-        if name == "empty":
-            removed = survivors.where(F.col("text_chars") == 0).select(KEY)
-        elif name == "url":
+        if name == "url":
             removed = _first_per_group(
                 survivors.where(F.col("url_key").isNotNull()),
                 [SCOPE, "url_key"],
@@ -249,16 +251,15 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
         removed = _checkpoint(removed)
         dropped = removed.count()
         stats["dropped"][DROP_REASONS[name]] = dropped
-        stats["steps"].append(
-            {"name": name, "documents_in": remaining, "documents_out": remaining - dropped, "dropped": dropped}
-            | {key: value for key, value in step.items() if key != "cluster_size_histogram"}
-        )
+        details = {key: value for key, value in step.items() if key != "cluster_size_histogram"}
+        stats["steps"].append(_step(name, remaining, dropped) | details)
         log.info("dedup step %s: %d of %d documents removed", name, dropped, remaining)
         remaining -= dropped
         removed_parts.append(removed)
-        survivors = _checkpoint(survivors.join(removed, KEY, "left_anti"))
+        if position + 1 < len(steps):
+            survivors = _checkpoint(survivors.join(removed, KEY, "left_anti"))
 
-    kept = read_documents(spark, input_dirs, config.scope)
+    kept = read_documents(spark, input_dirs, config.scope).where(F.length(F.coalesce("text", F.lit(""))) > 0)
     for removed in removed_parts:
         kept = kept.join(removed, KEY, "left_anti")
     kept.select(*columns).write.option("compression", PARQUET_COMPRESSION).parquet(str(output_dir))
