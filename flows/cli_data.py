@@ -59,20 +59,8 @@ def build(
     spark_master: str = typer.Option(None, help="Spark master: local[*] (default), spark://..., k8s://..."),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not record an MLflow run."),
 ) -> None:
-    """Build the FineWeb-style corpus: extract, filter and scrub WARC records on Spark."""
-    from pydantic import ValidationError
-
-    from flows.data_build_config import DataBuildConfig
-    from tasks.warc_input import InputError, resolve_warc_inputs
-
-    values: dict = {}
-    if config_file is not None:
-        if not config_file.is_file():
-            fail(f"config file not found: {config_file}")
-        try:
-            values = json.loads(config_file.read_text())
-        except json.JSONDecodeError as e:
-            fail(f"config file {config_file} is not valid JSON: {e}")
+    """Build the FineWeb-style corpus: extract, filter, deduplicate and scrub WARC records on Spark."""
+    values = read_config_file(config_file)
     options = {"input": input, "workdir": workdir, "dump": dump, "limit": limit, "sample": sample, "seed": seed,
                "source": source}
     values.update({k: v for k, v in options.items() if v is not None})
@@ -82,14 +70,7 @@ def build(
         values.setdefault("spark", {})["master"] = spark_master
     if no_mlflow:
         values["mlflow"] = False
-    try:
-        config = DataBuildConfig.model_validate(values)
-        resolve_warc_inputs(config.input, limit=config.limit, sample=config.sample, seed=config.seed,
-                            source=config.source)
-    except ValidationError as e:
-        fail(validation_message(e))
-    except InputError as e:
-        fail(str(e))
+    config = validated_config(values)
 
     from flows.runtime import prepare_runtime
 
@@ -102,3 +83,66 @@ def build(
         console.print(f"[bold]{dump_name}[/]: documents in {path}  (statistics: {path}/stats.json)")
     if result["mlflow_run_id"]:
         console.print(f"MLflow run: {result['mlflow_run_id']}")
+
+
+@data_app.command("schedule")
+def schedule(
+    cron: str = typer.Option(..., help="When to rebuild, as a cron expression, e.g. '0 3 * * 0' (Sundays 03:00)."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the build."),
+    input: str = typer.Option(None, "--input", "-i", help="WARC inputs (overrides the config's)."),
+    workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root (overrides the config's)."),
+    name: str = typer.Option("scheduled", help="Name of the Prefect deployment."),
+) -> None:
+    """Serve `data_build` as a Prefect deployment that re-runs on a cron schedule (needs a Prefect server)."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("schedules need a Prefect server: run `prefect server start` and set PREFECT_API_URL "
+             "(e.g. http://127.0.0.1:4200/api)")
+    values = read_config_file(config_file)
+    values.update({k: v for k, v in {"input": input, "workdir": workdir}.items() if v is not None})
+    config = validated_config(values)
+
+    from flows.runtime import prepare_runtime
+
+    prepare_runtime(config.workdir)
+    from prefect.client.schemas.schedules import construct_schedule
+
+    from flows.data_build import data_build
+
+    try:
+        construct_schedule(cron=cron)
+    except ValueError:
+        fail(f"--cron: invalid cron expression {cron!r}")
+
+    data_build.serve(name=name, cron=cron, parameters={"config": config.model_dump(mode="json")})
+
+
+def read_config_file(path: Path | None) -> dict:
+    """The JSON config file's values ({} without one)."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        fail(f"config file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        fail(f"config file {path} is not valid JSON: {e}")
+
+
+def validated_config(values: dict):
+    """A DataBuildConfig whose inputs exist, or one error line and exit 2 (before anything is written)."""
+    from pydantic import ValidationError
+
+    from flows.data_build_config import DataBuildConfig
+    from tasks.warc_input import InputError, resolve_warc_inputs
+
+    try:
+        config = DataBuildConfig.model_validate(values)
+        resolve_warc_inputs(config.input, limit=config.limit, sample=config.sample, seed=config.seed,
+                            source=config.source)
+    except ValidationError as e:
+        fail(validation_message(e))
+    except InputError as e:
+        fail(str(e))
+    return config
