@@ -19,6 +19,9 @@ import numpy as np
 from model.tokenizer import Tokenizer, load_tokenizer
 
 SPLITS = ("train", "val")
+# Threads of the `tokenizers` library (Rust rayon pool): set to the Spark task's cores, as Spark already
+# runs one task per core; more would oversubscribe the executor.
+RAYON_THREADS_ENV = "RAYON_NUM_THREADS"
 # Dropped documents, by reason.
 EMPTY, INVALID_UTF8 = "empty", "invalid_utf8"
 
@@ -95,6 +98,7 @@ def partition_writer(spec: str, vocab_dir: str | None, val_fraction: float, shar
 
         context = TaskContext.get()
         partition, attempt = context.partitionId(), context.attemptNumber()
+        os.environ[RAYON_THREADS_ENV] = str(context.cpus())  # read when the pool starts: first use per worker
         tokenizer = worker_tokenizer(spec, vocab_dir)
         final = {split: part_path(Path(parts_dir), partition, split) for split in SPLITS}
         tmp = {split: path.with_name(f".{path.name}.{attempt}.tmp") for split, path in final.items()}
