@@ -13,7 +13,9 @@ from pathlib import Path
 def prepare_runtime(workdir: Path) -> None:
     """Give the work dir its own Prefect home (unless a real Prefect server or home is configured)."""
     if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
-        os.environ["PREFECT_HOME"] = str((Path(workdir) / ".prefect").resolve())
+        home = (Path(workdir) / ".prefect").resolve()
+        home.mkdir(parents=True, exist_ok=True)  # Prefect creates only the last level
+        os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks,model")
