@@ -6,24 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from flows.cli_output import console, fail, validation_message
+
 data_app = typer.Typer(no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
-
-
-def fail(message: str) -> None:
-    """One clear error line and a nonzero exit, before any work is done."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
-
-
-def validation_message(error) -> str:
-    """A pydantic ValidationError as one line that names each bad field."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors()]
-    return "invalid config: " + "; ".join(parts)
 
 
 def stats_table(stages: list[dict]) -> Table:

@@ -7,17 +7,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-err_console = Console(stderr=True)
+from flows.cli_output import fail
+
 REPLACEMENT_CHAR = "\ufffd"  # what decoding shows for an incomplete UTF-8 sequence
-
-
-def fail(message: str, code: int = 2) -> None:
-    """One clear error line on stderr and a nonzero exit."""
-    err_console.print(Text.assemble(("error: ", "bold red"), message))
-    raise typer.Exit(code=code)
 
 
 def stream_text(decode, prompt: Sequence[int], tokens: Iterable[int]) -> Iterator[str]:

@@ -5,22 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flows.cli_output import console, fail, validation_message
+
 tokens_app = typer.Typer(no_args_is_help=True)
-console = Console()
 
 SAMPLE_STYLES = ("black on bright_cyan", "black on bright_yellow")
 SPECIAL_STYLE = "bold white on red"
 SCRUBBED = "scrubbed"
-
-
-def fail(message: str, code: int = 2) -> None:
-    """One clear error line and a nonzero exit."""
-    console.print(Text.assemble(("error: ", "bold red"), message))
-    raise typer.Exit(code=code)
 
 
 def default_inputs(workdir: Path) -> list[str]:
@@ -91,7 +85,7 @@ def build(
                                 shard_tokens=shard_tokens, dtype=dtype, spark={"master": spark_master})
         token_dtype(load_tokenizer(config.tokenizer, config.vocab_dir).vocab_size, config.dtype)
     except ValidationError as e:
-        fail("invalid config: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+        fail(validation_message(e))
     except (TokenizerError, ShardError) as e:
         fail(str(e))
 

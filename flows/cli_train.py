@@ -6,17 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from flows.cli_output import console, fail
+
 train_app = typer.Typer(no_args_is_help=True)
-console = Console()
-
-
-def fail(message: str) -> None:
-    """One clear error line and a nonzero exit, before any work is done."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
 
 
 def parse_settings(settings: list[str]) -> dict:
