@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from model.pretrain import SUMMARY_FILE
-from model.shards import shard_dtype, write_manifest, write_shard
+from model.shards import write_shard_set
 from model.tokenizer import load_tokenizer
 from model.tracking import read_metrics
 from tasks.torchrun import LaunchConfig, run_command, torchrun_command
@@ -65,15 +65,7 @@ def write_shakespeare(text_path: Path, out_dir: Path) -> Path:
     tokenizer = load_tokenizer("bytes")
     tokens = np.asarray(tokenizer.encode(text_path.read_text()), dtype=np.uint32)
     cut = int(len(tokens) * TRAIN_FRACTION)
-    dtype = shard_dtype(tokenizer.vocab_size)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shards = []
-    for split, chunk in (("train", tokens[:cut]), ("val", tokens[cut:])):
-        name = f"{split}_000000.bin"
-        digest = write_shard(out_dir / name, chunk, dtype)
-        shards.append({"file": name, "split": split, "tokens": int(chunk.size), "sha256": digest})
-    write_manifest(out_dir, {"tokenizer": "bytes", "vocab_size": tokenizer.vocab_size, "dtype": dtype,
-                             "shards": shards})
+    write_shard_set(out_dir, [("train", tokens[:cut]), ("val", tokens[cut:])], tokenizer.name, tokenizer.vocab_size)
     return out_dir
 
 

@@ -115,3 +115,22 @@ def load_manifest(directory: str | Path, verify: bool = True) -> dict:
             if file_sha256(shard_path) != shard["sha256"]:
                 raise ShardError(f"{shard_path}: sha256 does not match the manifest")
     return manifest
+
+
+def write_shard_set(
+    directory: str | Path, parts: list[tuple[str, np.ndarray]], tokenizer: str, vocab_size: int
+) -> dict:
+    """Write (split, tokens) parts as `<split>_NNNNNN.bin` (numbered within each split) plus manifest.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    dtype = shard_dtype(vocab_size)
+    numbers: dict[str, int] = {}
+    shards = []
+    for split, tokens in parts:
+        name = f"{split}_{numbers.get(split, 0):06d}.bin"
+        numbers[split] = numbers.get(split, 0) + 1
+        digest = write_shard(directory / name, tokens, dtype)
+        shards.append({"file": name, "split": split, "tokens": int(np.asarray(tokens).size), "sha256": digest})
+    manifest = {"tokenizer": tokenizer, "vocab_size": vocab_size, "dtype": dtype, "shards": shards}
+    write_manifest(directory, manifest)
+    return manifest

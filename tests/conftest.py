@@ -51,3 +51,14 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
     yield uri
     while mlflow.active_run():
         mlflow.end_run()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models are chains of small ops: on a shared 2-core machine, intra-op threads only wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,13 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "ROMEO:"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Decoding a tiny model is a chain of small ops: on a shared machine, intra-op threads only wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
