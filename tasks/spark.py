@@ -22,6 +22,15 @@ class SparkConfig(BaseModel):
     extra_conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
 
 
+LOCAL_SHUFFLE_PARTITIONS_PER_CORE = 2
+
+
+def local_cores(master: str) -> int:
+    """Cores of a `local`, `local[N]` or `local[*]` master."""
+    inside = master[len("local["):-1] if master.startswith("local[") else "1"
+    return (os.cpu_count() or 1) if inside == "*" else int(inside.split(",")[0])
+
+
 def spark_session(config: SparkConfig | None = None):
     """Return the process's SparkSession, creating it on first use.
 
@@ -43,6 +52,9 @@ def spark_session(config: SparkConfig | None = None):
     )
     if config.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # One machine: a few shuffle partitions per core instead of Spark's cluster-sized 200.
+        partitions = LOCAL_SHUFFLE_PARTITIONS_PER_CORE * local_cores(config.master)
+        builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     for key, value in config.extra_conf.items():
         builder = builder.config(key, value)

@@ -60,7 +60,7 @@ def record_stage_run(
         mlflow.log_params(flatten_params(params))
         for stats in stages:
             log_stage_stats(stats)
-        for path in files:
-            if Path(path).is_file():
-                mlflow.log_artifact(str(path), artifact_path=f"{Path(path).parent.parent.name}/{Path(path).parent.name}")
+        for path in map(Path, files):
+            if path.is_file():
+                mlflow.log_artifact(str(path), artifact_path=f"{path.parent.parent.name}/{path.parent.name}")
         return run.info.run_id

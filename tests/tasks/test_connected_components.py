@@ -9,15 +9,6 @@ import pytest
 from tasks.connected_components import connected_components
 
 
-@pytest.fixture(autouse=True)
-def few_shuffle_partitions(spark):
-    """Tiny graphs: a few shuffle partitions instead of Spark's 200 (each costs a task per shuffle)."""
-    before = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", "4")
-    yield
-    spark.conf.set("spark.sql.shuffle.partitions", before)
-
-
 def reference_components(edges: list[tuple[int, int]]) -> dict[int, int]:
     """node -> smallest node of its component, by breadth-first search."""
     neighbours: dict[int, set[int]] = {}

@@ -25,15 +25,6 @@ from tests.tasks.dedup_corpus import CRAWL_DATE, edit_words, real_texts, write_d
 LONG_WORDS = 150  # documents this long get planted near-duplicates
 
 
-@pytest.fixture(autouse=True)
-def few_shuffle_partitions(spark):
-    """Small inputs: a few shuffle partitions instead of Spark's 200."""
-    before = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", "4")
-    yield
-    spark.conf.set("spark.sql.shuffle.partitions", before)
-
-
 def _ids(folder: Path) -> list[str]:
     return pq.read_table(folder, columns=["id"]).column("id").to_pylist()
 
