@@ -6,8 +6,11 @@ reads its settings at import time.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+PROJECT_LOGGERS = ("tasks", "model")  # their INFO records (stage progress) reach the Prefect log
 
 
 def prepare_runtime(workdir: Path) -> None:
@@ -18,7 +21,9 @@ def prepare_runtime(workdir: Path) -> None:
         os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks,model")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", ",".join(PROJECT_LOGGERS))
+    for name in PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
@@ -71,7 +72,9 @@ class SparkProgress:
         self._label = label
         self._every = every_seconds
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        # The caller's context (e.g. Prefect's task run) goes with the thread, so its logs land in that run.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run,), daemon=True)
 
     def __enter__(self) -> SparkProgress:
         self._thread.start()
