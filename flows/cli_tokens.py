@@ -9,12 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 from flows.cli_output import console, fail, validation_message
+from tasks.stage import SCRUBBED
 
 tokens_app = typer.Typer(no_args_is_help=True)
 
 SAMPLE_STYLES = ("black on bright_cyan", "black on bright_yellow")
 SPECIAL_STYLE = "bold white on red"
-SCRUBBED = "scrubbed"
 
 
 def default_inputs(workdir: Path) -> list[str]:

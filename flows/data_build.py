@@ -11,14 +11,13 @@ from flows.data_build_config import DataBuildConfig
 from flows.runtime import tracking_uri
 from tasks.data_build import (
     ALL_DUMPS,
-    SCRUBBED,
     dedup_stage,
     filter_stage,
     resolve_inputs,
     scrub_stage,
     track_build,
 )
-from tasks.stage import stats_rows
+from tasks.stage import SCRUBBED, stats_rows
 
 
 @flow(name="data_build", description="Build a FineWeb-style pre-training corpus from WARC files on Spark.")

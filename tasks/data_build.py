@@ -7,7 +7,6 @@ under `<workdir>/<dump>/<stage>/`, skipped when complete for the same inputs and
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from prefect import task
@@ -18,13 +17,12 @@ from tasks.filter_stage import filter_warcs_to_parquet
 from tasks.filtering import FilterConfig
 from tasks.scrub_stage import scrub_parquet
 from tasks.spark import SparkConfig, SparkProgress, spark_session
-from tasks.stage import run_stage
+from tasks.stage import DEDUPLICATED, FILTERED, SCRUBBED, file_identity, run_stage
 from tasks.tracking import record_stage_run
 from tasks.warc_input import dump_of, resolve_warc_inputs
 
 log = logging.getLogger(__name__)
 
-FILTERED, DEDUPLICATED, SCRUBBED = "filtered", "deduplicated", "scrubbed"
 ALL_DUMPS = "all-dumps"  # the output group of a deduplication across dumps
 
 
@@ -34,18 +32,6 @@ def group_by_dump(uris: list[str], default_dump: str) -> dict[str, list[str]]:
     for uri in uris:
         groups.setdefault(dump_of(uri, default_dump), []).append(uri)
     return groups
-
-
-def input_listing(uris: list[str]) -> list:
-    """What identifies the inputs for the skip check: path, size and mtime of local files, else the URI."""
-    listing = []
-    for uri in uris:
-        if os.path.exists(uri):
-            st = os.stat(uri)
-            listing.append([os.path.abspath(uri), st.st_size, int(st.st_mtime)])
-        else:
-            listing.append([uri])
-    return listing
 
 
 @task(name="resolve-warc-inputs", cache_policy=NO_CACHE)
@@ -69,7 +55,7 @@ def filter_stage(spark_config: SparkConfig, filters: FilterConfig, uris: list[st
         with SparkProgress(spark, f"{dump}/{FILTERED}"):
             return filter_warcs_to_parquet(spark, uris, filters, output_dir, dump)
 
-    return run_stage(workdir, dump, FILTERED, [input_listing(uris), filters.model_dump(mode="json")], work)
+    return run_stage(workdir, dump, FILTERED, [file_identity(uris), filters.model_dump(mode="json")], work)
 
 
 @task(name="deduplicate", task_run_name="deduplicate-{group}", cache_policy=NO_CACHE)

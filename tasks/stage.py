@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -20,12 +21,26 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"
+# The data build's stages, in order; the last one is the corpus that tokenization reads.
+FILTERED, DEDUPLICATED, SCRUBBED = "filtered", "deduplicated", "scrubbed"
 
 
 def fingerprint(*parts: Any) -> str:
     """A stable hash of JSON-serialisable parts (configs, input listings, upstream fingerprints)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_identity(paths: Iterable[str | Path]) -> list[list]:
+    """What identifies input files for the skip check: path, size and mtime of local files, else the URI."""
+    identity = []
+    for path in map(str, paths):
+        if os.path.exists(path):
+            st = os.stat(path)
+            identity.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+        else:
+            identity.append([path])
+    return identity
 
 
 def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -30,7 +30,7 @@ from model.shards import MANIFEST, ShardError, read_shard, shard_dtype, write_ma
 from model.tokenizer import BPETrainingConfig, Tokenizer, load_tokenizer, train_bpe
 from tasks.document_tokens import EMPTY, INVALID_UTF8, SPLITS, part_path, partition_writer, validation_split
 from tasks.spark import SparkConfig, SparkProgress, spark_session
-from tasks.stage import merge_counts, run_stage
+from tasks.stage import file_identity, merge_counts, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,6 @@ def parquet_files(inputs: Iterable[str]) -> list[Path]:
         path = Path(item)
         files += [path] if path.is_file() else sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
     return files
-
-
-def input_listing(inputs: Iterable[str]) -> list[list]:
-    """What identifies the input for the skip check: path, size and mtime of each Parquet file."""
-    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in parquet_files(inputs)]
 
 
 def tokenizer_identity(spec: str) -> str:
@@ -203,7 +198,7 @@ def tokenize_corpus(spark, config: TokenizeConfig) -> dict:
     tokenizer = load_tokenizer(config.tokenizer, config.vocab_dir)
     token_dtype(tokenizer.vocab_size, config.dtype)  # fail before any work
     parts = [
-        input_listing(config.input),
+        file_identity(parquet_files(config.input)),
         tokenizer_identity(config.tokenizer),
         config.model_dump(mode="json", include={"val_fraction", "shard_tokens", "dtype", "id_column", "text_column"}),
     ]
