@@ -1,22 +1,27 @@
 """Pure MinHash logic, datatrove's own: per-document signatures, and which document of a cluster survives.
 
-Signatures come from datatrove's `MinhashDedupSignature` (its text normalisation, word tokenizer, n-gram
-shingles, hash function and permutation parameters); only the minimum over very long documents is taken in
-chunks, which gives the same result with bounded memory. `cluster_survivor` replays datatrove's
+Signatures come from datatrove's `MinhashDedupSignature` (its text normalisation, n-gram shingles, hash
+function and permutation parameters) with changes that give the same values faster or in bounded
+memory: the words come from `fast_word_tokenizer` (datatrove's words, memoised per chunk), each shingle
+is one slice of the joined words, and the minimum over very long documents is taken in chunks.
+`cluster_survivor` replays datatrove's
 `MinhashDedupCluster` union-find (union by size, ties to the first document of the pair) on the duplicate
 pairs of one cluster, in datatrove's order, so the same document is kept.
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterable
 
 import numpy as np
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
-from datatrove.utils.hashing import HashConfig
+from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
+
+from tasks.word_tokenizer import fast_word_tokenizer
 
 # Shingles hashed at once: bounds the (shingles x hashes) matrix on very long documents.
 SHINGLE_CHUNK = 8192
@@ -52,15 +57,24 @@ class MinhashSigner:
     def __init__(self, config: MinhashConfig, language: str | WordTokenizer = "en"):
         # The step only writes when run() is called; signatures use its shingling and parameters.
         self._step = MinhashDedupSignature(output_folder=tempfile.gettempdir(), config=config, language=language)
+        self._words = fast_word_tokenizer(language) if isinstance(language, str) else self._step.word_tokenizer
+        self._hash = create_hash_func(config.hash_config)
         self.config = config
 
     def words(self, text: str) -> list[str]:
         """datatrove's words of the normalised text, which the shingles are n-grams of."""
-        return self._step.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        return self._words.word_tokenize(simplify_text(text, self.config.norm_config))
 
     def shingles(self, text: str) -> np.ndarray:
-        """datatrove's hashed word n-grams of the normalised text, shape (n, 1)."""
-        return self._step.get_shingles(text)
+        """datatrove's hashed word n-grams of the normalised text (as its `get_shingles`), shape (n, 1)."""
+        words, n = self.words(text), self.config.n_grams
+        if len(words) < n:
+            return np.empty((0, 1), dtype=np.uint64)
+        # shingle i = words i..i+n-1 joined by spaces: one slice of the joined words
+        joined = " ".join(words)
+        starts = list(itertools.accumulate((len(word) + 1 for word in words), initial=0))
+        hashes = [self._hash(joined[starts[i] : starts[i + n] - 1]) for i in range(len(words) - n + 1)]
+        return np.fromiter(hashes, dtype=np.uint64, count=len(hashes)).reshape((-1, 1))
 
     def signature(self, text: str) -> Signature | None:
         """The signature, or None when the text has no shingle (empty, or fewer words than n_grams).

@@ -1,16 +1,18 @@
-"""One word tokenizer per process, shared by the Gopher, C4 and FineWeb filters.
+"""Word tokenizers with exactly the words of datatrove's, faster: the filters' and MinHash shingles'.
 
 datatrove's default English tokenizer (`SpaCyTokenizer("en")`) runs spaCy's tokenizer *and* a sentencizer
 pipe for every word tokenization, although words only need the tokenizer. `WordsOnlySpaCyTokenizer` returns
 exactly the same tokens (spaCy's tokenizer is the only component that creates tokens) without the
-sentencizer; sentences (C4's filter) still go through the full datatrove path.
+sentencizer; sentences (C4's filter) still go through the full datatrove path. `ChunkMemoTokenizer`
+(MinHash shingles) also memoises spaCy's words per whitespace-delimited chunk.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from datatrove.utils.word_tokenizers import SpaCyTokenizer, strip_strings
+from datatrove.utils.text import simplify_text
+from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer, strip_strings
 
 # A string that breaks spaCy's tokenizer; datatrove retries without it (see SpaCyTokenizer._do_tokenize).
 _SPACY_BREAKING_TEXT = "IS_ALPHA"
@@ -37,3 +39,76 @@ class WordsOnlySpaCyTokenizer(SpaCyTokenizer):
 def shared_word_tokenizer(language: str) -> SpaCyTokenizer:
     """The process-wide word tokenizer for `language` (a spaCy language code such as "en")."""
     return WordsOnlySpaCyTokenizer(language)
+
+
+class ChunkMemoTokenizer:
+    """The words of a spaCy rule-based tokenizer on `simplify_text` output, memoised per chunk.
+
+    spaCy's `Tokenizer` splits the text at whitespace and tokenizes every non-whitespace chunk on its own;
+    only special cases containing a space span chunks, and `fast_word_tokenizer` uses this class only for
+    languages where none survives `simplify_text`. So a text's words are the concatenation of its chunks'
+    words. The chunks a text brings that are not memoised yet go through spaCy in one call; the memo is
+    emptied when it would exceed `max_entries`, so memory stays bounded on any corpus.
+    """
+
+    def __init__(self, words_of: WordsOnlySpaCyTokenizer, max_entries: int = 1 << 20):
+        self._words_of = words_of
+        self._max_entries = max_entries
+        self._memo: dict[str, tuple[str, ...]] = {}
+
+    def _learn(self, chunks: list[str]) -> None:
+        """Memoise the words of `chunks` (distinct, not memoised yet) with one spaCy call."""
+        nlp = self._words_of.tokenizer
+        text = " ".join(chunks)
+        with nlp.memory_zone():
+            nlp.max_length = len(text) + 10
+            try:
+                doc = nlp.make_doc(text)
+            except Exception:  # a chunk that breaks spaCy: datatrove's fallback, chunk by chunk
+                doc = None
+            if doc is not None:
+                chunk_words: list[str] = []
+                position = 0
+                for token in doc:
+                    chunk_words.append(token.text)
+                    if token.whitespace_:
+                        self._memo[chunks[position]] = tuple(chunk_words)
+                        position, chunk_words = position + 1, []
+                self._memo[chunks[position]] = tuple(chunk_words)
+                return
+        for chunk in chunks:
+            self._memo[chunk] = tuple(self._words_of.word_tokenize(chunk))
+
+    def word_tokenize(self, text: str) -> list[str]:
+        """Exactly the words of datatrove's `SpaCyTokenizer(language).word_tokenize(text)`."""
+        chunks = text.split()
+        memo = self._memo
+        unseen = [chunk for chunk in dict.fromkeys(chunks) if chunk not in memo]
+        if unseen:
+            if len(memo) + len(unseen) > self._max_entries:
+                memo.clear()
+                unseen = list(dict.fromkeys(chunks))
+            self._learn(unseen)
+        return [word for chunk in chunks for word in memo[chunk]]
+
+
+def _spans_chunks(rule: str) -> bool:
+    """True for a special case with a space inside that can occur in `simplify_text` output."""
+    inner = rule.strip()
+    return any(char.isspace() for char in inner) and simplify_text(inner) == inner
+
+
+def fast_word_tokenizer(language: str) -> ChunkMemoTokenizer | WordTokenizer:
+    """A faster tokenizer with the words of datatrove's for `language` on `simplify_text` output.
+
+    Chunk-memoised where datatrove uses spaCy's rule-based tokenizer and no special case spans chunks;
+    datatrove's own otherwise (e.g. jieba for Chinese, Japanese, Vietnamese, Scottish Gaelic).
+    """
+    from spacy.tokenizer import Tokenizer
+
+    reference = load_word_tokenizer(language)
+    if type(reference) is not SpaCyTokenizer or type(reference.tokenizer.tokenizer) is not Tokenizer:
+        return reference
+    if any(_spans_chunks(rule) for rule in reference.tokenizer.tokenizer.rules):
+        return reference
+    return ChunkMemoTokenizer(WordsOnlySpaCyTokenizer(language))
