@@ -28,21 +28,29 @@ NEAR_DUPLICATE_SHARE = 0.05  # documents that are edited copies of another
 EDITED_WORDS = 0.01
 FILES_PER_CORE = 4  # input Parquet files: an even share for each of the 2 tasks / Spark cores
 SHUFFLE_PARTITIONS = 16
+DEFAULT_SENTENCES_PER_DOC = (2, 12)
 SAMPLE_SECONDS = 0.2
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
-def build_input(shared_data: Path, documents: int, folder: Path, seed: int = 0) -> None:
+def build_input(
+    shared_data: Path, documents: int, folder: Path, sentences_per_doc: tuple[int, int], seed: int = 0
+) -> None:
     """Real-sentence documents, NEAR_DUPLICATE_SHARE of them edited copies of earlier ones."""
     rng = random.Random(seed)
     pools = sentences(shared_data)
     vocabulary = [word for line in pools[0][:500] for word in line.split()]
     texts: list[str] = []
-    for text in sentence_documents(pools, documents, seed):
+    for text in sentence_documents(pools, documents, seed, sentences_per_doc):
         if texts and rng.random() < NEAR_DUPLICATE_SHARE:
             text = edit_words(rng.choice(texts), EDITED_WORDS, rng, vocabulary)
         texts.append(text)
     write_documents(texts, folder, rows_per_file=math.ceil(documents / (FILES_PER_CORE * CORES)))
+    shape = {
+        "words_per_doc": round(sum(len(text.split()) for text in texts) / documents, 1),
+        "chars_per_doc": round(sum(len(text) for text in texts) / documents, 1),
+    }
+    folder.with_name(f"{folder.name}.json").write_text(json.dumps(shape))
 
 
 def _tree_rss(root: int) -> dict[str, int]:
@@ -162,10 +170,19 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fineforge-dedup-bench"))
     parser.add_argument("--shared-data", type=Path, default=SHARED_DATA)
+    parser.add_argument(
+        "--sentences",
+        type=int,
+        nargs=2,
+        default=DEFAULT_SENTENCES_PER_DOC,
+        metavar=("MIN", "MAX"),
+        help="real sentences per document (default %(default)s: ~130 words; FineWeb averages ~500)",
+    )
     parser.add_argument("--side", choices=["both", "fineforge", "datatrove"], default="both")
     parser.add_argument("--run", choices=["fineforge", "datatrove"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    input_dir = args.workdir / f"input-{args.documents}"
+    low, high = args.sentences
+    input_dir = args.workdir / f"input-{args.documents}-s{low}-{high}"
     if args.run:
         work = args.workdir / args.run
         shutil.rmtree(work, ignore_errors=True)
@@ -173,16 +190,18 @@ def main() -> None:
         result = run_fineforge(input_dir, work) if args.run == "fineforge" else run_datatrove(input_dir, work)
         print(json.dumps(result))
         return
-    if not input_dir.is_dir():
+    if not input_dir.with_name(f"{input_dir.name}.json").is_file():
         started = time.time()
-        build_input(args.shared_data, args.documents, input_dir)
+        build_input(args.shared_data, args.documents, input_dir, (low, high))
         print(f"built {args.documents} documents in {time.time() - started:.0f}s: {input_dir}", flush=True)
     sides = ["fineforge", "datatrove"] if args.side == "both" else [args.side]
     results = {}
     for side in sides:
         command = [sys.executable, "-m", "benchmarks.dedup", "--documents", str(args.documents)]
+        command += ["--sentences", str(low), str(high)]
         results[side] = measure([*command, "--workdir", str(args.workdir), "--run", side])
         print(side, json.dumps(results[side]), flush=True)
+    print("input", input_dir.with_name(f"{input_dir.name}.json").read_text())
     if len(results) == 2:
         ratio = results["datatrove"]["seconds"] / results["fineforge"]["seconds"]
         print(

@@ -18,6 +18,7 @@ documents reaches the driver: it collects counts and the cluster-size histogram 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from functools import cache
 from pathlib import Path
@@ -63,7 +64,7 @@ _FEATURES_SCHEMA = T.StructType(
         T.StructField("dump", T.StringType()),
         T.StructField("text_chars", T.LongType(), False),
         T.StructField("text_hash", T.BinaryType()),
-        T.StructField("bands", T.ArrayType(T.ArrayType(T.LongType()))),
+        T.StructField("bands", T.ArrayType(T.BinaryType())),
     ]
 )
 
@@ -123,7 +124,7 @@ def _document_features(batches, config_json: str):
                 "dump": batch["dump"],
                 "text_chars": texts.str.len(),
                 "text_hash": [normalised_text_hash(t, norm_config) for t in texts] if config.exact else None,
-                "bands": [signer.signature(t) for t in texts] if signer else None,
+                "bands": [signer.band_keys(t) for t in texts] if signer else None,
             }
         )
 
@@ -159,36 +160,54 @@ def _first_per_group(features: DataFrame, group: list[str], order: list) -> Data
     return features.select(KEY, rank.alias("_rank")).where(F.col("_rank") > 1).select(KEY)
 
 
-def _cluster_removals(pairs: pd.DataFrame) -> pd.DataFrame:
-    """applyInPandas per cluster: every member but the one datatrove keeps."""
-    kept, members = cluster_survivor(
-        zip(pairs["bucket"], (tuple(band) for band in pairs["band"]), pairs["a"], pairs["b"], strict=True)
+def _cluster_removals(batches):
+    """mapInPandas over pairs partitioned by cluster: every member but the one datatrove keeps, per cluster."""
+    pairs = pd.concat(list(batches), ignore_index=True)
+    if pairs.empty:
+        return
+    pairs = pairs.sort_values(["component", "bucket", "band", "a", "b"])
+    rows = zip(pairs["component"], pairs["bucket"], pairs["band"], pairs["a"], pairs["b"], strict=True)
+    removed: list[int] = []
+    for _component, cluster in itertools.groupby(rows, key=lambda row: row[0]):
+        kept, members = cluster_survivor(row[1:] for row in cluster)
+        removed.extend(int(member) for member in members if member != kept)
+    yield pd.DataFrame({KEY: removed}, dtype="int64")
+
+
+def _duplicate_pairs(features: DataFrame) -> DataFrame:
+    """(bucket, band, a, b): the adjacent documents of every band shared by several, as datatrove pairs them.
+
+    Most shared bands have two documents, whose pair is (smallest key, largest key): one hash aggregation
+    finds them. Only the rows of bands shared by three or more are collected and sorted into their pairs.
+    """
+    band = [SCOPE, "bucket", "band"]
+    bands = features.where(F.col("bands").isNotNull()).select(KEY, SCOPE, F.posexplode("bands").alias("bucket", "band"))
+    shared = _checkpoint(
+        bands.groupBy(*band)
+        .agg(F.count("*").alias("size"), F.min(KEY).alias("a"), F.max(KEY).alias("b"))
+        .where(F.col("size") > 1)
     )
-    return pd.DataFrame({KEY: sorted(int(m) for m in members - {kept})}, dtype="int64")
+    pairs_of_two = shared.where(F.col("size") == 2).select("bucket", "band", "a", "b")
+    larger = bands.join(shared.where(F.col("size") > 2).select(*band), band, "left_semi")
+    groups = larger.groupBy(*band).agg(F.array_sort(F.collect_list(KEY)).alias("docs"))
+    adjacent = "transform(sequence(0, size(docs) - 2), i -> named_struct('a', docs[i], 'b', docs[i + 1]))"
+    pairs_of_more = groups.select("bucket", "band", F.explode(F.expr(adjacent)).alias("pair")).select(
+        "bucket", "band", "pair.a", "pair.b"
+    )
+    return pairs_of_two.unionByName(pairs_of_more)
 
 
 def minhash_duplicates(features: DataFrame) -> tuple[DataFrame, dict]:
     """(keys of MinHash duplicates to remove, statistics) among `features` with signatures."""
-    bands = features.where(F.col("bands").isNotNull()).select(KEY, SCOPE, F.posexplode("bands").alias("bucket", "band"))
-    groups = (
-        bands.groupBy(SCOPE, "bucket", "band")
-        .agg(F.array_sort(F.collect_list(KEY)).alias("docs"))
-        .where(F.size("docs") > 1)
-    )
-    adjacent = "transform(sequence(0, size(docs) - 2), i -> named_struct('a', docs[i], 'b', docs[i + 1]))"
-    pairs = _checkpoint(
-        groups.select("bucket", "band", F.explode(F.expr(adjacent)).alias("pair")).select(
-            "bucket", "band", "pair.a", "pair.b"
-        )
-    )
+    pairs = _checkpoint(_duplicate_pairs(features))
     components = connected_components(pairs, "a", "b")
     labels = _checkpoint(components.labels)
     sizes = labels.groupBy("component").agg(F.count("*").alias("size"))
     histogram = {int(row["size"]): int(row["count"]) for row in sizes.groupBy("size").count().collect()}
     removed = _checkpoint(
         pairs.join(labels.withColumnRenamed("node", "a"), "a")
-        .groupBy("component")
-        .applyInPandas(_cluster_removals, schema=f"{KEY} long")
+        .repartition("component")
+        .mapInPandas(_cluster_removals, schema=f"{KEY} long")
     )
     stats = {
         "candidate_pairs": pairs.count(),

@@ -27,8 +27,8 @@ from tasks.word_tokenizer import fast_word_tokenizer
 SHINGLE_CHUNK = 8192
 
 Signature = list[list[int]]
-# One duplicate pair as datatrove orders them: (bucket, band hashes, first doc, second doc).
-DuplicatePair = tuple[int, tuple[int, ...], int, int]
+# One duplicate pair as datatrove orders them: (bucket, band hashes or band key, first doc, second doc).
+DuplicatePair = tuple[int, tuple[int, ...] | bytes, int, int]
 
 
 def minhash_config(
@@ -59,6 +59,7 @@ class MinhashSigner:
         self._step = MinhashDedupSignature(output_folder=tempfile.gettempdir(), config=config, language=language)
         self._words = fast_word_tokenizer(language) if isinstance(language, str) else self._step.word_tokenizer
         self._hash = create_hash_func(config.hash_config)
+        self._big_endian = np.dtype(config.hash_config.np_dtype).newbyteorder(">")
         self.config = config
 
     def words(self, text: str) -> list[str]:
@@ -91,6 +92,18 @@ class MinhashSigner:
             for start in range(0, len(shingles), SHINGLE_CHUNK)
         ]
         return np.min(np.stack(chunks), axis=0).tolist()
+
+
+    def band_keys(self, text: str) -> list[bytes] | None:
+        """Each band's hashes as big-endian bytes, or None without shingles.
+
+        Equal keys are equal bands, and the keys sort in datatrove's band order (its hashes are unsigned),
+        in a form that Spark shuffles and compares far faster than arrays of numbers.
+        """
+        signature = self.signature(text)
+        if signature is None:
+            return None
+        return [band.tobytes() for band in np.asarray(signature, dtype=self._big_endian)]
 
 
 def cluster_survivor(pairs: Iterable[DuplicatePair]) -> tuple[int, set[int]]:
