@@ -13,7 +13,7 @@ on the documents the earlier steps kept:
   Spark), and in each cluster the document datatrove's MinhashDedupCluster keeps survives.
 
 Finally the documents are read again and the removed ones left out. Nothing proportional to the number of
-documents reaches the driver: it collects counts and the cluster-size histogram only.
+documents reaches the driver: it collects counts, input file names and the cluster-size histogram.
 """
 
 from __future__ import annotations
@@ -143,8 +143,9 @@ def read_documents(spark: SparkSession, input_dirs: list[Path], scope: str) -> D
         if column not in docs.columns:
             raise ValueError(f"dedup input lacks the column {column!r} (has {docs.columns})")
     columns = docs.columns
-    files = docs.select(F.col("_metadata.file_path").alias(_FILE)).distinct()
-    ordinals = files.select(_FILE, (F.row_number().over(Window.orderBy(_FILE)) - 1).alias(_FILE_ORDINAL))
+    # one row per input file, not per document, reaches the driver
+    files = sorted(row[_FILE] for row in docs.select(F.col("_metadata.file_path").alias(_FILE)).distinct().collect())
+    ordinals = spark.createDataFrame(list(enumerate(files)), schema=f"{_FILE_ORDINAL} int, {_FILE} string")
     keyed = docs.select(*columns, F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias("_row"))
     scope_column = F.coalesce(F.col("dump"), F.lit("")) if scope == "dump" else F.lit("")
     return keyed.join(F.broadcast(ordinals), _FILE).select(
