@@ -4,9 +4,10 @@ Signatures come from datatrove's `MinhashDedupSignature` (its text normalisation
 function and permutation parameters) with changes that give the same values faster or in bounded
 memory: the words come from `fast_word_tokenizer` (datatrove's words, memoised per chunk), each shingle
 is one slice of the joined words, and the minimum over very long documents is taken in chunks.
-`cluster_survivor` replays datatrove's
-`MinhashDedupCluster` union-find (union by size, ties to the first document of the pair) on the duplicate
-pairs of one cluster, in datatrove's order, so the same document is kept.
+
+`cluster_survivor` replays datatrove's `MinhashDedupCluster` union-find (union by size, ties to the first
+document of the pair) on the duplicate pairs of one cluster, in datatrove's order, so the same document is
+kept.
 """
 
 from __future__ import annotations
@@ -92,7 +93,6 @@ class MinhashSigner:
             for start in range(0, len(shingles), SHINGLE_CHUNK)
         ]
         return np.min(np.stack(chunks), axis=0).tolist()
-
 
     def band_keys(self, text: str) -> list[bytes] | None:
         """Each band's hashes as big-endian bytes, or None without shingles.

@@ -63,21 +63,20 @@ class ChunkMemoTokenizer:
         with nlp.memory_zone():
             nlp.max_length = len(text) + 10
             try:
-                doc = nlp.make_doc(text)
+                tokens = [(token.text, bool(token.whitespace_)) for token in nlp.make_doc(text)]
             except Exception:  # a chunk that breaks spaCy: datatrove's fallback, chunk by chunk
-                doc = None
-            if doc is not None:
-                chunk_words: list[str] = []
-                position = 0
-                for token in doc:
-                    chunk_words.append(token.text)
-                    if token.whitespace_:
-                        self._memo[chunks[position]] = tuple(chunk_words)
-                        position, chunk_words = position + 1, []
-                self._memo[chunks[position]] = tuple(chunk_words)
-                return
-        for chunk in chunks:
-            self._memo[chunk] = tuple(self._words_of.word_tokenize(chunk))
+                tokens = None
+        if tokens is None:
+            for chunk in chunks:
+                self._memo[chunk] = tuple(self._words_of.word_tokenize(chunk))
+            return
+        position, words = 0, []
+        for word, followed_by_space in tokens:  # the space after a chunk's last token ends the chunk
+            words.append(word)
+            if followed_by_space:
+                self._memo[chunks[position]] = tuple(words)
+                position, words = position + 1, []
+        self._memo[chunks[position]] = tuple(words)
 
     def word_tokenize(self, text: str) -> list[str]:
         """Exactly the words of datatrove's `SpaCyTokenizer(language).word_tokenize(text)`."""
