@@ -50,7 +50,12 @@ def build_input(
         "words_per_doc": round(sum(len(text.split()) for text in texts) / documents, 1),
         "chars_per_doc": round(sum(len(text) for text in texts) / documents, 1),
     }
-    folder.with_name(f"{folder.name}.json").write_text(json.dumps(shape))
+    shape_file(folder).write_text(json.dumps(shape))
+
+
+def shape_file(folder: Path) -> Path:
+    """Where `build_input` records the words and characters per document of `folder` (written last)."""
+    return folder.with_name(f"{folder.name}.json")
 
 
 def _tree_rss(root: int) -> dict[str, int]:
@@ -190,7 +195,7 @@ def main() -> None:
         result = run_fineforge(input_dir, work) if args.run == "fineforge" else run_datatrove(input_dir, work)
         print(json.dumps(result))
         return
-    if not input_dir.with_name(f"{input_dir.name}.json").is_file():
+    if not shape_file(input_dir).is_file():
         started = time.time()
         build_input(args.shared_data, args.documents, input_dir, (low, high))
         print(f"built {args.documents} documents in {time.time() - started:.0f}s: {input_dir}", flush=True)
@@ -201,7 +206,7 @@ def main() -> None:
         command += ["--sentences", str(low), str(high)]
         results[side] = measure([*command, "--workdir", str(args.workdir), "--run", side])
         print(side, json.dumps(results[side]), flush=True)
-    print("input", input_dir.with_name(f"{input_dir.name}.json").read_text())
+    print("input", shape_file(input_dir).read_text())
     if len(results) == 2:
         ratio = results["datatrove"]["seconds"] / results["fineforge"]["seconds"]
         print(

@@ -105,9 +105,11 @@ def fast_word_tokenizer(language: str) -> ChunkMemoTokenizer | WordTokenizer:
     """
     from spacy.tokenizer import Tokenizer
 
-    reference = load_word_tokenizer(language)
-    if type(reference) is not SpaCyTokenizer or type(reference.tokenizer.tokenizer) is not Tokenizer:
+    reference = load_word_tokenizer(language)  # spaCy loads lazily: only the shared pipeline is loaded here
+    if type(reference) is not SpaCyTokenizer:
         return reference
-    if any(_spans_chunks(rule) for rule in reference.tokenizer.tokenizer.rules):
+    words_of = shared_word_tokenizer(language)
+    rules = words_of.tokenizer.tokenizer
+    if type(rules) is not Tokenizer or any(_spans_chunks(rule) for rule in rules.rules):
         return reference
-    return ChunkMemoTokenizer(WordsOnlySpaCyTokenizer(language))
+    return ChunkMemoTokenizer(words_of)
