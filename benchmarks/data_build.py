@@ -1,4 +1,3 @@
-# ruff: noqa: E402  (sys.path is fixed before the imports, see below)
 """Benchmark of the filter stage, side by side in one run, on 2 cores.
 
 (a) fineforge's Spark filter stage (local[2], one task per WARC file),
@@ -9,32 +8,28 @@ Prints documents/s of each (HTML documents in / wall seconds), the ratios a/b an
 (a) and (b) keep the same documents with identical text. `--profile` also prints where one fineforge
 task spends its time (cProfile of the in-process per-file function).
 
-    .venv/bin/python benchmarks/data_build.py [--shared ../shared/data] [--profile]
+    .venv/bin/python -m benchmarks.data_build [--shared ../shared/data] [--profile]
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-# Run as a script: import the project's packages, not sibling benchmark files (e.g. benchmarks/tokenize.py
-# would shadow the standard library's tokenize).
-sys.path[0] = str(ROOT)
 
 import argparse
 import cProfile
 import gzip
 import json
 import pstats
+import sys
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
-from tasks.filter_stage import filter_warc, filter_warcs_to_parquet
-from tasks.filtering import FilterConfig, build_filter_steps
-from tasks.spark import SparkConfig, spark_session
-from tasks.warc_records import iter_html_documents
+from fineforge.tasks.filter_stage import filter_warc, filter_warcs_to_parquet
+from fineforge.tasks.filtering import FilterConfig, build_filter_steps
+from fineforge.tasks.spark import SparkConfig, spark_session
+from fineforge.tasks.warc_records import iter_html_documents
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WARCS = ["bench-990-pages.warc.gz", "archive-it-2008-example.warc.gz"]
 CORES = 2

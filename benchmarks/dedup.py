@@ -117,8 +117,8 @@ def measure(command: list[str]) -> dict:
 
 
 def run_fineforge(input_dir: Path, work: Path) -> dict:
-    from tasks.dedup import DedupConfig, deduplicate_parquet
-    from tasks.spark import SparkConfig, spark_session
+    from fineforge.tasks.dedup import DedupConfig, deduplicate_parquet
+    from fineforge.tasks.spark import SparkConfig, spark_session
 
     spark = spark_session(
         SparkConfig(
@@ -146,7 +146,7 @@ def run_datatrove(input_dir: Path, work: Path) -> dict:
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
-    from tasks.dedup import DedupConfig
+    from fineforge.tasks.dedup import DedupConfig
 
     config = DedupConfig().minhash_config()
     stages = [

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from datatrove.utils.text import ngrams
 
-from tasks.dedup import DedupConfig
-from tasks.minhash import MinhashSigner
+from fineforge.tasks.dedup import DedupConfig
+from fineforge.tasks.minhash import MinhashSigner
 from tests.tasks.dedup_corpus import sentence_documents, sentences
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -1,6 +1,6 @@
 """Generation benchmark: tokens/s with and without the KV cache, side by side in one run (goal >= 5x).
 
-    .venv/bin/python benchmarks/generate.py [--preset small-cpu] [--new-tokens 256] [--threads 1]
+    .venv/bin/python -m benchmarks.generate [--preset small-cpu] [--new-tokens 256] [--threads 1]
 
 A model of the preset's shape (random weights: speed does not depend on them) continues a real prompt,
 the first `--prompt-tokens` bytes of tinyshakespeare, by `--new-tokens` tokens with greedy decoding,
@@ -10,23 +10,19 @@ tokens (all samples) per wall second, prompt encoding included.
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
+import torch
+
+from fineforge.model.engine import Engine, SamplingConfig
+from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.tokenizer import load_tokenizer
+
 ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this file's folder would come first on sys.path, where benchmarks/tokenize.py hides the
-# standard library's tokenize: import the project's packages instead.
-sys.path[0] = str(ROOT)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
-
-from model.engine import Engine, SamplingConfig  # noqa: E402
-from model.gpt import GPT, GPTConfig  # noqa: E402
-from model.tokenizer import load_tokenizer  # noqa: E402
 
 CORPUS = "corpora/tinyshakespeare.txt"
 WARMUP_TOKENS = 8

@@ -4,9 +4,6 @@
     python -m benchmarks.train speed     # training tokens/s with 1 and 2 processes, side by side
     python -m benchmarks.train gpu       # GPT-2 124M, bf16, compiled, one GPU: tokens/s and MFU (gpu_check.sh)
 
-(Run from the repository root as a module: a script path would put benchmarks/ first on sys.path, where
-benchmarks/tokenize.py shadows the standard library's tokenize.)
-
 Data: ../shared/data/corpora/tinyshakespeare.txt, bytes tokenizer, split as nanoGPT's prepare.py does
 (first 90 % train, last 10 % validation).
 """
@@ -24,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model.pretrain import SUMMARY_FILE
-from model.shards import write_shard_set
-from model.tokenizer import load_tokenizer
-from model.tracking import read_metrics
-from tasks.torchrun import LaunchConfig, run_command, torchrun_command
+from fineforge.model.pretrain import SUMMARY_FILE
+from fineforge.model.shards import write_shard_set
+from fineforge.model.tokenizer import load_tokenizer
+from fineforge.model.tracking import read_metrics
+from fineforge.tasks.torchrun import LaunchConfig, run_command, torchrun_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +74,7 @@ def train(work: Path, name: str, data: Path, nproc: int, threads: int | None = N
     config_path.write_text(json.dumps(config, indent=2))
     started = time.perf_counter()
     env = {"OMP_NUM_THREADS": str(threads)} if threads else None
-    run_command(torchrun_command("model.pretrain", config_path, LaunchConfig(nproc_per_node=nproc)), env=env)
+    run_command(torchrun_command("fineforge.model.pretrain", config_path, LaunchConfig(nproc_per_node=nproc)), env=env)
     return json.loads((run_dir / SUMMARY_FILE).read_text()), time.perf_counter() - started
 
 

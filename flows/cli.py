@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli_data import data_app
-from flows.cli_generate import generate
-from flows.cli_tokens import tokens_app
-from flows.cli_train import train_app
+from fineforge.flows.cli_data import data_app
+from fineforge.flows.cli_generate import generate
+from fineforge.flows.cli_tokens import tokens_app
+from fineforge.flows.cli_train import train_app
 
 app = typer.Typer(
     name="fineforge",

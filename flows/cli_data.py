@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli_output import console, fail, validation_message
+from fineforge.flows.cli_output import console, fail, validation_message
 
 data_app = typer.Typer(no_args_is_help=True)
 
@@ -59,10 +59,10 @@ def build(
         values["mlflow"] = False
     config = validated_config(values)
 
-    from flows.runtime import prepare_runtime
+    from fineforge.flows.runtime import prepare_runtime
 
     prepare_runtime(config.workdir)
-    from flows.data_build import data_build
+    from fineforge.flows.data_build import data_build
 
     result = data_build(config)
     console.print(stats_table(result["stages"]))
@@ -90,12 +90,12 @@ def schedule(
     values.update({k: v for k, v in {"input": input, "workdir": workdir}.items() if v is not None})
     config = validated_config(values)
 
-    from flows.runtime import prepare_runtime
+    from fineforge.flows.runtime import prepare_runtime
 
     prepare_runtime(config.workdir)
     from prefect.client.schemas.schedules import construct_schedule
 
-    from flows.data_build import data_build
+    from fineforge.flows.data_build import data_build
 
     try:
         construct_schedule(cron=cron)
@@ -121,8 +121,8 @@ def validated_config(values: dict):
     """A DataBuildConfig whose inputs exist, or one error line and exit 2 (before anything is written)."""
     from pydantic import ValidationError
 
-    from flows.data_build_config import DataBuildConfig
-    from tasks.warc_input import InputError, resolve_warc_inputs
+    from fineforge.flows.data_build_config import DataBuildConfig
+    from fineforge.tasks.warc_input import InputError, resolve_warc_inputs
 
     try:
         config = DataBuildConfig.model_validate(values)

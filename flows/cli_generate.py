@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli_output import fail
+from fineforge.flows.cli_output import fail
 
 REPLACEMENT_CHAR = "\ufffd"  # what decoding shows for an incomplete UTF-8 sequence
 
@@ -47,9 +47,9 @@ def generate(
                                        "$FINEFORGE_TOKENIZER_DIR)."),
 ) -> None:
     """Sample continuations from a checkpoint; the first sample streams as it is generated."""
-    from model.checkpoint import CheckpointError, load_model
-    from model.engine import Engine, SamplingConfig
-    from model.tokenizer import TokenizerError, load_tokenizer
+    from fineforge.model.checkpoint import CheckpointError, load_model
+    from fineforge.model.engine import Engine, SamplingConfig
+    from fineforge.model.tokenizer import TokenizerError, load_tokenizer
 
     try:
         sampling = SamplingConfig(

@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from flows.cli_output import console, fail, validation_message
-from tasks.stage import SCRUBBED
+from fineforge.flows.cli_output import console, fail, validation_message
+from fineforge.tasks.stage import SCRUBBED
 
 tokens_app = typer.Typer(no_args_is_help=True)
 
@@ -36,9 +36,9 @@ def train(
     spark_master: str = typer.Option("local[*]", help="Spark master: local[*], spark://..., k8s://..."),
 ) -> None:
     """Train a byte-level BPE tokenizer on a Spark sample of the corpus."""
-    from model.tokenizer import TokenizerError
-    from tasks.spark import SparkConfig, spark_session
-    from tasks.tokenize import train_bpe_tokenizer
+    from fineforge.model.tokenizer import TokenizerError
+    from fineforge.tasks.spark import SparkConfig, spark_session
+    from fineforge.tasks.tokens import train_bpe_tokenizer
 
     inputs = [str(p) for p in input] if input else default_inputs(workdir)
     missing = [p for p in inputs if not Path(p).exists()]
@@ -72,9 +72,9 @@ def build(
     """Tokenize the corpus into train/val shards (llm.c format) with the `tokenize` Prefect flow."""
     from pydantic import ValidationError
 
-    from model.shards import ShardError
-    from model.tokenizer import TokenizerError, load_tokenizer
-    from tasks.tokenize import TokenizeConfig, token_dtype
+    from fineforge.model.shards import ShardError
+    from fineforge.model.tokenizer import TokenizerError, load_tokenizer
+    from fineforge.tasks.tokens import TokenizeConfig, token_dtype
 
     inputs = [str(p) for p in input] if input else default_inputs(workdir)
     if not inputs:
@@ -89,11 +89,11 @@ def build(
     except (TokenizerError, ShardError) as e:
         fail(str(e))
 
-    from flows.runtime import prepare_runtime
+    from fineforge.flows.runtime import prepare_runtime
 
     workdir.mkdir(parents=True, exist_ok=True)  # Prefect's home goes inside it
     prepare_runtime(workdir)
-    from flows.tokenize import tokenize
+    from fineforge.flows.tokens import tokenize
 
     stats = tokenize(config)
     table = Table(title=f"tokens/{name}" + (" (skipped: already complete)" if stats.get("skipped") else ""))
@@ -117,9 +117,9 @@ def inspect(
     verify: bool = typer.Option(True, help="Verify each shard's header, token count and sha256."),
 ) -> None:
     """Manifest and shard statistics, a decoded sample with token boundaries, checksum verification."""
-    from model.shards import ShardError, load_manifest, read_shard
-    from model.tokenizer import TokenizerError
-    from tasks.tokenize import manifest_tokenizer, shard_directory, shard_statistics
+    from fineforge.model.shards import ShardError, load_manifest, read_shard
+    from fineforge.model.tokenizer import TokenizerError
+    from fineforge.tasks.tokens import manifest_tokenizer, shard_directory, shard_statistics
 
     if not path.exists():
         fail(f"{path} does not exist")

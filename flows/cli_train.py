@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli_output import console, fail
+from fineforge.flows.cli_output import console, fail
 
 train_app = typer.Typer(no_args_is_help=True)
 
@@ -44,8 +44,8 @@ def pretrain_command(
     """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
     from dataclasses import fields
 
-    from model.pretrain import ConfigError, PretrainConfig, validate_config
-    from model.shards import ShardError, load_manifest
+    from fineforge.model.pretrain import ConfigError, PretrainConfig, validate_config
+    from fineforge.model.shards import ShardError, load_manifest
 
     values: dict = {}
     if config_file is not None:
@@ -71,11 +71,11 @@ def pretrain_command(
     except (ConfigError, ShardError) as e:
         fail(str(e))
 
-    from flows.runtime import prepare_runtime
+    from fineforge.flows.runtime import prepare_runtime
 
     prepare_runtime(Path(config.run_dir))
-    from flows.pretrain import PretrainFlowConfig, pretrain
-    from tasks.torchrun import LaunchConfig
+    from fineforge.flows.pretrain import PretrainFlowConfig, pretrain
+    from fineforge.tasks.torchrun import LaunchConfig
 
     launch = LaunchConfig(nproc_per_node=nproc_per_node, launcher_args=torchrun_args or [], retries=retries)
     result = pretrain(PretrainFlowConfig(train=config, launch=launch, mlflow_tracking_uri=mlflow_uri))

@@ -7,9 +7,9 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.data_build_config import DataBuildConfig
-from flows.runtime import tracking_uri
-from tasks.data_build import (
+from fineforge.flows.data_build_config import DataBuildConfig
+from fineforge.flows.runtime import tracking_uri
+from fineforge.tasks.data_build import (
     ALL_DUMPS,
     dedup_stage,
     filter_stage,
@@ -17,7 +17,7 @@ from tasks.data_build import (
     scrub_stage,
     track_build,
 )
-from tasks.stage import SCRUBBED, stats_rows
+from fineforge.tasks.stage import SCRUBBED, stats_rows
 
 
 @flow(name="data_build", description="Build a FineWeb-style pre-training corpus from WARC files on Spark.")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from tasks.dedup import DedupConfig
-from tasks.filtering import FilterConfig
-from tasks.spark import SparkConfig
+from fineforge.tasks.dedup import DedupConfig
+from fineforge.tasks.filtering import FilterConfig
+from fineforge.tasks.spark import SparkConfig
 
 
 class DataBuildConfig(BaseModel):

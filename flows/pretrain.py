@@ -10,11 +10,11 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from flows.runtime import tracking_uri
-from model.pretrain import SUMMARY_FILE, PretrainConfig
-from model.tracking import RUN_ID_ENV, TRACKING_URI_ENV
-from tasks.torchrun import LaunchConfig, torchrun_task
-from tasks.training_run import close_mlflow_run, open_mlflow_run
+from fineforge.flows.runtime import tracking_uri
+from fineforge.model.pretrain import SUMMARY_FILE, PretrainConfig
+from fineforge.model.tracking import RUN_ID_ENV, TRACKING_URI_ENV
+from fineforge.tasks.torchrun import LaunchConfig, torchrun_task
+from fineforge.tasks.training_run import close_mlflow_run, open_mlflow_run
 
 CONFIG_FILE = "pretrain_config.json"
 
@@ -40,7 +40,7 @@ def pretrain(config: PretrainFlowConfig) -> dict:
         env = {TRACKING_URI_ENV: uri, RUN_ID_ENV: run_id}
     try:
         torchrun_task.with_options(retries=config.launch.retries)(
-            "model.pretrain", asdict(train), str(run_dir / CONFIG_FILE), config.launch, env
+            "fineforge.model.pretrain", asdict(train), str(run_dir / CONFIG_FILE), config.launch, env
         )
     except BaseException:
         if run_id:

@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-PROJECT_LOGGERS = ("tasks", "model")  # their INFO records (stage progress) reach the Prefect log
+PROJECT_LOGGERS = ("fineforge",)  # their INFO records (stage progress) reach the Prefect log
 
 
 def prepare_runtime(workdir: Path) -> None:

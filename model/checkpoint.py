@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_model as load_weights
 from safetensors.torch import save_file, save_model
 
-from model.gpt import GPT, GPTConfig
+from fineforge.model.gpt import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.shards import ShardError, load_manifest, read_header, read_shard
+from fineforge.model.shards import ShardError, load_manifest, read_header, read_shard
 
 log = logging.getLogger(__name__)
 

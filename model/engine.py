@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.gpt import GPT, KVCache
+from fineforge.model.gpt import GPT, KVCache
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pretraining under torchrun: `torchrun --standalone --nproc-per-node N -m model.pretrain --config FILE`.
+"""Pretraining under torchrun: `torchrun --standalone --nproc-per-node N -m fineforge.model.pretrain --config FILE`.
 
 DDP (gloo on CPU, NCCL on GPU); a target number of tokens per optimizer step reached by gradient
 accumulation; AdamW with warmup then cosine or linear decay; gradient clipping; bf16 autocast on GPU;
@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from model.checkpoint import (
+from fineforge.model.checkpoint import (
     CHECKPOINTS_SUBDIR,
     check_model_config,
     latest_checkpoint,
@@ -37,13 +37,13 @@ from model.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from model.data import DataPosition, TokenLoader, split_shards
-from model.engine import Engine, SamplingConfig
-from model.gpt import GPT, GPTConfig
-from model.tokenizer import load_tokenizer
-from model.tracking import Tracker
+from fineforge.model.data import DataPosition, TokenLoader, split_shards
+from fineforge.model.engine import Engine, SamplingConfig
+from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.tokenizer import load_tokenizer
+from fineforge.model.tracking import Tracker
 
-log = logging.getLogger("model.pretrain")
+log = logging.getLogger("fineforge.model.pretrain")
 
 # Dense bf16 peak FLOP/s of one accelerator, by a substring of torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

@@ -12,14 +12,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.dedup import DedupConfig, deduplicate_parquet
-from tasks.filter_stage import filter_warcs_to_parquet
-from tasks.filtering import FilterConfig
-from tasks.scrub_stage import scrub_parquet
-from tasks.spark import SparkConfig, SparkProgress, spark_session
-from tasks.stage import DEDUPLICATED, FILTERED, SCRUBBED, file_identity, run_stage
-from tasks.tracking import record_stage_run
-from tasks.warc_input import dump_of, resolve_warc_inputs
+from fineforge.tasks.dedup import DedupConfig, deduplicate_parquet
+from fineforge.tasks.filter_stage import filter_warcs_to_parquet
+from fineforge.tasks.filtering import FilterConfig
+from fineforge.tasks.scrub_stage import scrub_parquet
+from fineforge.tasks.spark import SparkConfig, SparkProgress, spark_session
+from fineforge.tasks.stage import DEDUPLICATED, FILTERED, SCRUBBED, file_identity, run_stage
+from fineforge.tasks.tracking import record_stage_run
+from fineforge.tasks.warc_input import dump_of, resolve_warc_inputs
 
 log = logging.getLogger(__name__)
 

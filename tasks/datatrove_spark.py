@@ -12,7 +12,7 @@ from typing import Any
 
 from datatrove.data import Document
 
-from tasks.stage import merge_counts
+from fineforge.tasks.stage import merge_counts
 
 # datatrove's per-document counters (datatrove.utils.typeshelper.StatHints).
 TOTAL, FORWARDED, DROPPED = "total", "forwarded", "dropped"
@@ -36,7 +36,7 @@ def run_steps(
     """
     from datatrove.pipeline.extractors.base import BaseExtractor
 
-    from tasks.extraction_ahead import run_extractor_ahead
+    from fineforge.tasks.extraction_ahead import run_extractor_ahead
 
     pipeline: Iterable[Document] = documents
     for step in steps:

@@ -33,9 +33,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from tasks.connected_components import connected_components
-from tasks.dedup_keys import normalised_text_hash, normalised_url
-from tasks.minhash import MinhashSigner, cluster_survivor, minhash_config
+from fineforge.tasks.connected_components import connected_components
+from fineforge.tasks.dedup_keys import normalised_text_hash, normalised_url
+from fineforge.tasks.minhash import MinhashSigner, cluster_survivor, minhash_config
 
 log = logging.getLogger(__name__)
 

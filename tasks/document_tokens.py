@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.tokenizer import Tokenizer, load_tokenizer
+from fineforge.model.tokenizer import Tokenizer, load_tokenizer
 
 SPLITS = ("train", "val")
 # Threads of the `tokenizers` library (Rust rayon pool): set to the Spark task's cores, as Spark already

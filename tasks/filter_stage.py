@@ -14,11 +14,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tasks.datatrove_spark import dropped_by_reason, merge_step_statistics, pipeline_statistics, run_steps
-from tasks.documents_parquet import PartWriter, document_row
-from tasks.extraction_ahead import DEFAULT_AHEAD
-from tasks.filtering import FilterConfig, build_filter_steps, step_name
-from tasks.stage import merge_counts
+from fineforge.tasks.datatrove_spark import dropped_by_reason, merge_step_statistics, pipeline_statistics, run_steps
+from fineforge.tasks.documents_parquet import PartWriter, document_row
+from fineforge.tasks.extraction_ahead import DEFAULT_AHEAD
+from fineforge.tasks.filtering import FilterConfig, build_filter_steps, step_name
+from fineforge.tasks.stage import merge_counts
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _counted(documents: Iterable, counter: Counter, key: str) -> Iterator:
 
 def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank: int = 0) -> dict[str, Any]:
     """Stream one WARC file through the filter steps into `part_path`; return this file's statistics."""
-    from tasks.warc_records import iter_html_documents
+    from fineforge.tasks.warc_records import iter_html_documents
 
     started = time.time()
     reader_counts: Counter = Counter()

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.word_tokenizer import shared_word_tokenizer
+from fineforge.tasks.word_tokenizer import shared_word_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def _url_filter(settings: URLFilterSettings):
 def _language_filter(settings: LanguageSettings):
     from datatrove.pipeline.filters import LanguageFilter
 
-    from tasks.language_id import LocalFastTextLID
+    from fineforge.tasks.language_id import LocalFastTextLID
 
     step = LanguageFilter(languages=settings.languages, language_threshold=settings.threshold)
     step.model = LocalFastTextLID(language_model_path(settings), settings.languages)

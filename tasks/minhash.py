@@ -22,7 +22,7 @@ from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from tasks.word_tokenizer import fast_word_tokenizer
+from fineforge.tasks.word_tokenizer import fast_word_tokenizer
 
 # Shingles hashed at once: bounds the (shingles x hashes) matrix on very long documents.
 SHINGLE_CHUNK = 8192

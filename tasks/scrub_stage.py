@@ -14,9 +14,9 @@ from typing import Any
 
 from datatrove.data import Document
 
-from tasks.datatrove_spark import dropped_by_reason, merge_step_statistics, pipeline_statistics, run_steps
-from tasks.documents_parquet import PartWriter, document_row, read_documents
-from tasks.filtering import FilterConfig, build_scrub_steps, step_name
+from fineforge.tasks.datatrove_spark import dropped_by_reason, merge_step_statistics, pipeline_statistics, run_steps
+from fineforge.tasks.documents_parquet import PartWriter, document_row, read_documents
+from fineforge.tasks.filtering import FilterConfig, build_scrub_steps, step_name
 
 log = logging.getLogger(__name__)
 

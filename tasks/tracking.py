@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from tasks.stage import stats_rows
+from fineforge.tasks.stage import stats_rows
 
 
 def mlflow_enabled() -> bool:

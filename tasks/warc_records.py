@@ -29,7 +29,7 @@ from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 
-from tasks.warc_input import open_uri
+from fineforge.tasks.warc_input import open_uri
 
 log = logging.getLogger(__name__)
 

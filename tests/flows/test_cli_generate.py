@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.cli_generate import stream_text
-from model.checkpoint import save_checkpoint
-from model.engine import Engine, SamplingConfig
-from model.gpt import GPT, GPTConfig
-from model.tokenizer import load_tokenizer
+from fineforge.flows.cli import app
+from fineforge.flows.cli_generate import stream_text
+from fineforge.model.checkpoint import save_checkpoint
+from fineforge.model.engine import Engine, SamplingConfig
+from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "ROMEO:"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from flows.cli import app
+from fineforge.flows.cli import app
 from tests.model.shakespeare import write_shakespeare_shards
 
 

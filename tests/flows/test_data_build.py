@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from fineforge.flows.cli import app
 
 SAMPLES = [
     "cc-main-2020-34-slice.warc.gz",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from fineforge.flows.cli import app
 
 STARTUP_SECONDS = 240
 

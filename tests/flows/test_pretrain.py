@@ -9,11 +9,11 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from flows.pretrain import PretrainFlowConfig, pretrain
-from model.checkpoint import CHECKPOINTS_SUBDIR, latest_checkpoint
-from model.pretrain import PretrainConfig
-from model.tracking import read_metrics
-from tasks.torchrun import LaunchConfig
+from fineforge.flows.pretrain import PretrainFlowConfig, pretrain
+from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, latest_checkpoint
+from fineforge.model.pretrain import PretrainConfig
+from fineforge.model.tracking import read_metrics
+from fineforge.tasks.torchrun import LaunchConfig
 from tests.model.processes import children, kill_tree
 from tests.model.shakespeare import write_shakespeare_shards
 

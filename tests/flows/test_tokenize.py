@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from model.shards import HEADER_BYTES, load_manifest
+from fineforge.flows.cli import app
+from fineforge.model.shards import HEADER_BYTES, load_manifest
 from tests.tasks.token_corpus import BAD_DOCUMENTS, write_corpus
 
 runner = CliRunner()
@@ -45,8 +45,8 @@ def test_train_and_build_through_the_cli(built):
 
 
 def test_rerun_is_skipped_by_a_real_flow_run(built):
-    from flows.tokenize import tokenize
-    from tasks.tokenize import TokenizeConfig
+    from fineforge.flows.tokens import tokenize
+    from fineforge.tasks.tokens import TokenizeConfig
 
     workdir, tokenizer, _ = built
     config = TokenizeConfig(input=[str(workdir / "CC-MAIN-2020-34" / "scrubbed")], workdir=str(workdir), name="bpe",
@@ -87,8 +87,8 @@ def test_inspect_fails_on_a_corrupt_shard(built, tmp_path):
 
 def test_inspect_decodes_published_tokenizer_boundaries(built, shared_data, tmp_path):
     """A hand-made shard of gpt2 tokens: the sample shows each token and the end-of-document token."""
-    from model.shards import write_manifest, write_shard
-    from model.tokenizer import load_tokenizer
+    from fineforge.model.shards import write_manifest, write_shard
+    from fineforge.model.tokenizer import load_tokenizer
 
     tok = load_tokenizer("gpt2", shared_data / "tokenizers")
     text = (shared_data / "corpora" / "tinyshakespeare.txt").read_text()[:200]

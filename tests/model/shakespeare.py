@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.shards import write_shard_set
-from model.tokenizer import load_tokenizer
+from fineforge.model.shards import write_shard_set
+from fineforge.model.tokenizer import load_tokenizer
 
 VAL_FRACTION = 0.1
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.data import DataPosition, TokenLoader, split_shards
-from model.shards import ShardError
+from fineforge.model.data import DataPosition, TokenLoader, split_shards
+from fineforge.model.shards import ShardError
 from tests.model.shakespeare import write_shakespeare_shards
 
 

@@ -7,8 +7,8 @@ import inspect
 import pytest
 import torch
 
-from model.engine import CONTEXT_KEEP, Engine, SamplingConfig, filter_logits
-from model.gpt import GPT, GPTConfig
+from fineforge.model.engine import CONTEXT_KEEP, Engine, SamplingConfig, filter_logits
+from fineforge.model.gpt import GPT, GPTConfig
 
 BLOCK = 32
 PROMPT = [72, 101, 108, 108, 111]

@@ -11,8 +11,8 @@ from safetensors.torch import load_model, save_file, save_model
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.gpt import GPT, PRESETS, GPTConfig, main, preset_table
-from model.tokenizer import load_tokenizer
+from fineforge.model.gpt import GPT, PRESETS, GPTConfig, main, preset_table
+from fineforge.model.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -193,7 +193,7 @@ def test_tiny_model_learns_shakespeare_bytes(shared_data):
 
 
 def test_presets_table_in_docs_is_the_code_output(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["model.gpt", "--presets"])
+    monkeypatch.setattr(sys, "argv", ["fineforge.model.gpt", "--presets"])
     main()
     out = capsys.readouterr().out.strip()
     assert out == preset_table()

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from model.checkpoint import CHECKPOINTS_SUBDIR, MODEL_FILE, CheckpointError, latest_checkpoint, load_model
-from model.pretrain import ConfigError, PretrainConfig, load_config, plan_run
-from model.shards import ShardError
-from model.tracking import read_metrics
-from tasks.torchrun import LaunchConfig, run_command, torchrun_command
+from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, MODEL_FILE, CheckpointError, latest_checkpoint, load_model
+from fineforge.model.pretrain import ConfigError, PretrainConfig, load_config, plan_run
+from fineforge.model.shards import ShardError
+from fineforge.model.tracking import read_metrics
+from fineforge.tasks.torchrun import LaunchConfig, run_command, torchrun_command
 from tests.model.processes import kill_tree
 from tests.model.shakespeare import write_shakespeare_shards
 
@@ -52,7 +52,7 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def launch(config_path: Path, nproc: int = 2) -> list[str]:
-    return torchrun_command("model.pretrain", config_path, LaunchConfig(nproc_per_node=nproc))
+    return torchrun_command("fineforge.model.pretrain", config_path, LaunchConfig(nproc_per_node=nproc))
 
 
 def losses_by_step(records: list[dict], key: str) -> dict[int, float]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from model.tokenizer import (
+from fineforge.model.tokenizer import (
     EOT,
     IM_END,
     IM_SEP,

@@ -17,9 +17,9 @@ from datatrove.pipeline.readers import WarcReader
 from datatrove.pipeline.writers import JsonlWriter
 from warcio.archiveiterator import ArchiveIterator
 
-from tasks.filter_stage import filter_warcs_to_parquet
-from tasks.filtering import FilterConfig, build_filter_steps
-from tasks.warc_records import iter_html_documents
+from fineforge.tasks.filter_stage import filter_warcs_to_parquet
+from fineforge.tasks.filtering import FilterConfig, build_filter_steps
+from fineforge.tasks.warc_records import iter_html_documents
 
 SAMPLES = [
     "wget-2024-sample-0001.warc.gz",

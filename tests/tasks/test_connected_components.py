@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tasks.connected_components import connected_components
+from fineforge.tasks.connected_components import connected_components
 
 
 def reference_components(edges: list[tuple[int, int]]) -> dict[int, int]:

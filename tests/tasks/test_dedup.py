@@ -19,7 +19,7 @@ from datatrove.pipeline.dedup.minhash import (
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from tasks.dedup import DedupConfig, deduplicate_parquet
+from fineforge.tasks.dedup import DedupConfig, deduplicate_parquet
 from tests.tasks.dedup_corpus import CRAWL_DATE, edit_words, real_texts, write_documents
 
 LONG_WORDS = 150  # documents this long get planted near-duplicates

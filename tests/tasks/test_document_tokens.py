@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.tokenizer import load_tokenizer
-from tasks.document_tokens import document_text, tokenize_documents, validation_split
+from fineforge.model.tokenizer import load_tokenizer
+from fineforge.tasks.document_tokens import document_text, tokenize_documents, validation_split
 
 
 def test_validation_split_is_stable_and_proportional():

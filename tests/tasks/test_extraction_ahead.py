@@ -8,9 +8,9 @@ from itertools import islice
 
 from datatrove.pipeline.extractors import Trafilatura
 
-from tasks.datatrove_spark import step_statistics
-from tasks.extraction_ahead import run_extractor_ahead
-from tasks.warc_records import iter_html_documents
+from fineforge.tasks.datatrove_spark import step_statistics
+from fineforge.tasks.extraction_ahead import run_extractor_ahead
+from fineforge.tasks.warc_records import iter_html_documents
 
 
 def test_same_documents_text_and_stats_as_datatrove(shared_data):

@@ -7,10 +7,10 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.documents_parquet import DOCUMENT_SCHEMA
-from tasks.filter_stage import filter_warcs_to_parquet, part_file_name
-from tasks.filtering import FilterConfig
-from tasks.scrub_stage import scrub_parquet
+from fineforge.tasks.documents_parquet import DOCUMENT_SCHEMA
+from fineforge.tasks.filter_stage import filter_warcs_to_parquet, part_file_name
+from fineforge.tasks.filtering import FilterConfig
+from fineforge.tasks.scrub_stage import scrub_parquet
 
 SAMPLES = ["wget-2024-sample-0000.warc.gz", "wget-2024-sample-0001.warc.gz"]
 BROKEN = ["warcio-example-trunc.warc", "warcio-example-bad.warc.gz.bad"]

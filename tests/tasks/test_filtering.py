@@ -21,10 +21,16 @@ from datatrove.pipeline.formatters import PIIFormatter
 from datatrove.utils.word_tokenizers import load_word_tokenizer
 from pydantic import ValidationError
 
-from tasks.datatrove_spark import pipeline_statistics, run_steps
-from tasks.filtering import FilterConfig, build_filter_steps, build_scrub_steps, language_model_path, step_name
-from tasks.warc_records import iter_html_documents
-from tasks.word_tokenizer import WordsOnlySpaCyTokenizer
+from fineforge.tasks.datatrove_spark import pipeline_statistics, run_steps
+from fineforge.tasks.filtering import (
+    FilterConfig,
+    build_filter_steps,
+    build_scrub_steps,
+    language_model_path,
+    step_name,
+)
+from fineforge.tasks.warc_records import iter_html_documents
+from fineforge.tasks.word_tokenizer import WordsOnlySpaCyTokenizer
 
 # Generous per-document extraction timeout: a loaded test machine must not turn into dropped documents.
 TEST_EXTRACTION = {"timeout": 30}

@@ -10,7 +10,7 @@ import pytest
 from datatrove.data import Document
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupCluster, MinhashDedupSignature
 
-from tasks.minhash import SHINGLE_CHUNK, MinhashSigner, cluster_survivor, minhash_config
+from fineforge.tasks.minhash import SHINGLE_CHUNK, MinhashSigner, cluster_survivor, minhash_config
 from tests.tasks.dedup_corpus import real_texts
 
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from model.shards import ShardError, load_manifest, read_shard
-from model.tokenizer import load_tokenizer
-from tasks.document_tokens import validation_split
-from tasks.tokenize import TokenizeConfig, rechunk, token_dtype, tokenize_corpus, train_bpe_tokenizer
+from fineforge.model.shards import ShardError, load_manifest, read_shard
+from fineforge.model.tokenizer import load_tokenizer
+from fineforge.tasks.document_tokens import validation_split
+from fineforge.tasks.tokens import TokenizeConfig, rechunk, token_dtype, tokenize_corpus, train_bpe_tokenizer
 from tests.tasks.token_corpus import BAD_DOCUMENTS, write_corpus
 
 SHARD_TOKENS = 10_000

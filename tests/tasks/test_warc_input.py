@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.warc_input import InputError, dump_of, open_uri, resolve_warc_inputs
-from tasks.warc_records import iter_html_documents
+from fineforge.tasks.warc_input import InputError, dump_of, open_uri, resolve_warc_inputs
+from fineforge.tasks.warc_records import iter_html_documents
 
 DUMP = "CC-MAIN-2024-22"
 ONE_PAGE = "cc-main-2024-22-one-page.warc.gz"

@@ -15,7 +15,7 @@ import pytest
 from datatrove.pipeline.readers import WarcReader
 from warcio.archiveiterator import ArchiveIterator
 
-from tasks.warc_records import iter_html_documents
+from fineforge.tasks.warc_records import iter_html_documents
 
 SAMPLES = [
     "archive-it-2008-example.warc.gz",

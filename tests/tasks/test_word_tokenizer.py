@@ -8,7 +8,12 @@ import pytest
 from datatrove.utils.text import simplify_text
 from datatrove.utils.word_tokenizers import load_word_tokenizer
 
-from tasks.word_tokenizer import ChunkMemoTokenizer, WordsOnlySpaCyTokenizer, _spans_chunks, fast_word_tokenizer
+from fineforge.tasks.word_tokenizer import (
+    ChunkMemoTokenizer,
+    WordsOnlySpaCyTokenizer,
+    _spans_chunks,
+    fast_word_tokenizer,
+)
 from tests.tasks.dedup_corpus import real_texts
 
 LANGUAGES = ("en", "de", "fr", "ru", "fi", "pl", "tr", "el")

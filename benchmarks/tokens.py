@@ -1,6 +1,6 @@
 """Tokenize benchmark: the Spark tokenize stage vs raw batch encoding with 2 threads, on the same text.
 
-    .venv/bin/python benchmarks/tokenize.py [--corpus WORKDIR/DUMP/scrubbed ...] [--vocab-size 8192]
+    .venv/bin/python benchmarks/tokens.py [--corpus WORKDIR/DUMP/scrubbed ...] [--vocab-size 8192]
 
 1. tokens/s of the whole Spark stage (Parquet in, shards + manifest out; local[2]) against the tokenizer
    library's own batch encoding of the same documents with 2 threads (HuggingFace `tokenizers`
@@ -16,14 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and its name hides the standard `tokenize`.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
 THREADS = 2
 os.environ.setdefault("RAYON_NUM_THREADS", str(THREADS))  # before `tokenizers` starts its thread pool
@@ -64,8 +59,8 @@ def real_text_corpus(folder: Path) -> Path:
 def read_documents(inputs: list[str]) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
 
-    from tasks.document_tokens import document_text
-    from tasks.tokenize import parquet_files
+    from fineforge.tasks.document_tokens import document_text
+    from fineforge.tasks.tokens import parquet_files
 
     docs = []
     for path in parquet_files(inputs):
@@ -88,7 +83,7 @@ def best_time(fn, repeats: int) -> tuple[float, object]:
 
 def stage_rate(spark, config, scratch: Path, repeats: int) -> dict:
     """Tokens/s of the whole stage: first (cold Python workers) and best of the warm runs."""
-    from tasks.tokenize import write_token_shards
+    from fineforge.tasks.tokens import write_token_shards
 
     times, stats = [], {}
     for run in range(repeats + 1):
@@ -113,10 +108,10 @@ def main() -> None:
     import tiktoken  # noqa: F401  (imported before timing)
     from tokenizers import Tokenizer as HFTokenizer
 
-    from model.tokenizer import load_tokenizer
-    from tasks.document_tokens import validation_split
-    from tasks.spark import SparkConfig, spark_session
-    from tasks.tokenize import TokenizeConfig, train_bpe_tokenizer
+    from fineforge.model.tokenizer import load_tokenizer
+    from fineforge.tasks.document_tokens import validation_split
+    from fineforge.tasks.spark import SparkConfig, spark_session
+    from fineforge.tasks.tokens import TokenizeConfig, train_bpe_tokenizer
 
     scratch = Path(tempfile.mkdtemp(prefix="fineforge-bench-tokenize-"))
     inputs = args.corpus or [str(real_text_corpus(scratch / "corpus"))]

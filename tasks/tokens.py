@@ -26,11 +26,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, field_validator
 
-from model.shards import MANIFEST, ShardError, read_shard, shard_dtype, write_manifest, write_shard
-from model.tokenizer import BPETrainingConfig, Tokenizer, load_tokenizer, train_bpe
-from tasks.document_tokens import EMPTY, INVALID_UTF8, SPLITS, part_path, partition_writer, validation_split
-from tasks.spark import SparkConfig, SparkProgress, spark_session
-from tasks.stage import file_identity, merge_counts, run_stage
+from fineforge.model.shards import MANIFEST, ShardError, read_shard, shard_dtype, write_manifest, write_shard
+from fineforge.model.tokenizer import BPETrainingConfig, Tokenizer, load_tokenizer, train_bpe
+from fineforge.tasks.document_tokens import EMPTY, INVALID_UTF8, SPLITS, part_path, partition_writer, validation_split
+from fineforge.tasks.spark import SparkConfig, SparkProgress, spark_session
+from fineforge.tasks.stage import file_identity, merge_counts, run_stage
 
 log = logging.getLogger(__name__)
 
