@@ -22,7 +22,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check flows tasks model tests benchmarks setup.py
+	$(VENV)/bin/ruff check flows tasks model tests benchmarks testkit setup.py
 
 clean:
 	rm -rf $(VENV) work

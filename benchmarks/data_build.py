@@ -24,10 +24,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from fineforge.tasks.filter_stage import filter_warc, filter_warcs_to_parquet
-from fineforge.tasks.filtering import FilterConfig, build_filter_steps
-from fineforge.tasks.spark import SparkConfig, spark_session
-from fineforge.tasks.warc_records import iter_html_documents
+from fineforge.tasks.common.spark import SparkConfig, spark_session
+from fineforge.tasks.filter.config import FilterConfig, build_filter_steps
+from fineforge.tasks.filter.job import filter_warc, filter_warcs_to_parquet
+from fineforge.tasks.filter.warc_records import iter_html_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 

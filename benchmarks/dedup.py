@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.tasks.dedup_corpus import edit_words, sentence_documents, sentences, write_documents
+from testkit.dedup_corpus import edit_words, sentence_documents, sentences, write_documents
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CORES = 2
@@ -117,8 +117,8 @@ def measure(command: list[str]) -> dict:
 
 
 def run_fineforge(input_dir: Path, work: Path) -> dict:
-    from fineforge.tasks.dedup import DedupConfig, deduplicate_parquet
-    from fineforge.tasks.spark import SparkConfig, spark_session
+    from fineforge.tasks.common.spark import SparkConfig, spark_session
+    from fineforge.tasks.dedup.job import DedupConfig, deduplicate_parquet
 
     spark = spark_session(
         SparkConfig(
@@ -146,7 +146,7 @@ def run_datatrove(input_dir: Path, work: Path) -> dict:
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
-    from fineforge.tasks.dedup import DedupConfig
+    from fineforge.tasks.dedup.job import DedupConfig
 
     config = DedupConfig().minhash_config()
     stages = [

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from datatrove.utils.text import ngrams
 
-from fineforge.tasks.dedup import DedupConfig
-from fineforge.tasks.minhash import MinhashSigner
-from tests.tasks.dedup_corpus import sentence_documents, sentences
+from fineforge.tasks.dedup.job import DedupConfig
+from fineforge.tasks.dedup.minhash import MinhashSigner
+from testkit.dedup_corpus import sentence_documents, sentences
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SIMILARITIES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)

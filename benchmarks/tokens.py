@@ -59,8 +59,8 @@ def real_text_corpus(folder: Path) -> Path:
 def read_documents(inputs: list[str]) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
 
-    from fineforge.tasks.document_tokens import document_text
-    from fineforge.tasks.tokens import parquet_files
+    from fineforge.tasks.tokens.documents import document_text
+    from fineforge.tasks.tokens.job import parquet_files
 
     docs = []
     for path in parquet_files(inputs):
@@ -83,7 +83,7 @@ def best_time(fn, repeats: int) -> tuple[float, object]:
 
 def stage_rate(spark, config, scratch: Path, repeats: int) -> dict:
     """Tokens/s of the whole stage: first (cold Python workers) and best of the warm runs."""
-    from fineforge.tasks.tokens import write_token_shards
+    from fineforge.tasks.tokens.job import write_token_shards
 
     times, stats = [], {}
     for run in range(repeats + 1):
@@ -109,9 +109,9 @@ def main() -> None:
     from tokenizers import Tokenizer as HFTokenizer
 
     from fineforge.model.tokenizer import load_tokenizer
-    from fineforge.tasks.document_tokens import validation_split
-    from fineforge.tasks.spark import SparkConfig, spark_session
-    from fineforge.tasks.tokens import TokenizeConfig, train_bpe_tokenizer
+    from fineforge.tasks.common.spark import SparkConfig, spark_session
+    from fineforge.tasks.tokens.documents import validation_split
+    from fineforge.tasks.tokens.job import TokenizeConfig, train_bpe_tokenizer
 
     scratch = Path(tempfile.mkdtemp(prefix="fineforge-bench-tokenize-"))
     inputs = args.corpus or [str(real_text_corpus(scratch / "corpus"))]

@@ -25,7 +25,7 @@ from fineforge.model.pretrain import SUMMARY_FILE
 from fineforge.model.shards import write_shard_set
 from fineforge.model.tokenizer import load_tokenizer
 from fineforge.model.tracking import read_metrics
-from fineforge.tasks.torchrun import LaunchConfig, run_command, torchrun_command
+from fineforge.tasks.training.torchrun import LaunchConfig, run_command, torchrun_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -122,7 +122,7 @@ def validated_config(values: dict):
     from pydantic import ValidationError
 
     from fineforge.flows.data_build_config import DataBuildConfig
-    from fineforge.tasks.warc_input import InputError, resolve_warc_inputs
+    from fineforge.tasks.filter.warc_input import InputError, resolve_warc_inputs
 
     try:
         config = DataBuildConfig.model_validate(values)

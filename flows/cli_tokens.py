@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fineforge.flows.cli_output import console, fail, validation_message
-from fineforge.tasks.stage import SCRUBBED
+from fineforge.tasks.common.stage import SCRUBBED
 
 tokens_app = typer.Typer(no_args_is_help=True)
 
@@ -37,8 +37,8 @@ def train(
 ) -> None:
     """Train a byte-level BPE tokenizer on a Spark sample of the corpus."""
     from fineforge.model.tokenizer import TokenizerError
-    from fineforge.tasks.spark import SparkConfig, spark_session
-    from fineforge.tasks.tokens import train_bpe_tokenizer
+    from fineforge.tasks.common.spark import SparkConfig, spark_session
+    from fineforge.tasks.tokens.job import train_bpe_tokenizer
 
     inputs = [str(p) for p in input] if input else default_inputs(workdir)
     missing = [p for p in inputs if not Path(p).exists()]
@@ -74,7 +74,7 @@ def build(
 
     from fineforge.model.shards import ShardError
     from fineforge.model.tokenizer import TokenizerError, load_tokenizer
-    from fineforge.tasks.tokens import TokenizeConfig, token_dtype
+    from fineforge.tasks.tokens.job import TokenizeConfig, token_dtype
 
     inputs = [str(p) for p in input] if input else default_inputs(workdir)
     if not inputs:
@@ -119,7 +119,7 @@ def inspect(
     """Manifest and shard statistics, a decoded sample with token boundaries, checksum verification."""
     from fineforge.model.shards import ShardError, load_manifest, read_shard
     from fineforge.model.tokenizer import TokenizerError
-    from fineforge.tasks.tokens import manifest_tokenizer, shard_directory, shard_statistics
+    from fineforge.tasks.tokens.job import manifest_tokenizer, shard_directory, shard_statistics
 
     if not path.exists():
         fail(f"{path} does not exist")

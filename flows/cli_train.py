@@ -75,7 +75,7 @@ def pretrain_command(
 
     prepare_runtime(Path(config.run_dir))
     from fineforge.flows.pretrain import PretrainFlowConfig, pretrain
-    from fineforge.tasks.torchrun import LaunchConfig
+    from fineforge.tasks.training.torchrun import LaunchConfig
 
     launch = LaunchConfig(nproc_per_node=nproc_per_node, launcher_args=torchrun_args or [], retries=retries)
     result = pretrain(PretrainFlowConfig(train=config, launch=launch, mlflow_tracking_uri=mlflow_uri))

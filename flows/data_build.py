@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from fineforge.flows.data_build_config import DataBuildConfig
 from fineforge.flows.runtime import tracking_uri
+from fineforge.tasks.common.stage import SCRUBBED, stats_rows
 from fineforge.tasks.data_build import (
     ALL_DUMPS,
     dedup_stage,
@@ -17,7 +18,6 @@ from fineforge.tasks.data_build import (
     scrub_stage,
     track_build,
 )
-from fineforge.tasks.stage import SCRUBBED, stats_rows
 
 
 @flow(name="data_build", description="Build a FineWeb-style pre-training corpus from WARC files on Spark.")

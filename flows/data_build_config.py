@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from fineforge.tasks.dedup import DedupConfig
-from fineforge.tasks.filtering import FilterConfig
-from fineforge.tasks.spark import SparkConfig
+from fineforge.tasks.common.spark import SparkConfig
+from fineforge.tasks.dedup.job import DedupConfig
+from fineforge.tasks.filter.config import FilterConfig
 
 
 class DataBuildConfig(BaseModel):

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from fineforge.flows.runtime import tracking_uri
 from fineforge.model.pretrain import SUMMARY_FILE, PretrainConfig
 from fineforge.model.tracking import RUN_ID_ENV, TRACKING_URI_ENV
-from fineforge.tasks.torchrun import LaunchConfig, torchrun_task
-from fineforge.tasks.training_run import close_mlflow_run, open_mlflow_run
+from fineforge.tasks.training.mlflow_run import close_mlflow_run, open_mlflow_run
+from fineforge.tasks.training.torchrun import LaunchConfig, torchrun_task
 
 CONFIG_FILE = "pretrain_config.json"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from fineforge.tasks.stage import stats_rows
-from fineforge.tasks.tokens import TokenizeConfig, tokenize_stage
+from fineforge.tasks.common.stage import stats_rows
+from fineforge.tasks.tokens.job import TokenizeConfig, tokenize_stage
 
 
 @flow(name="tokenize", description="Tokenize the built corpus into train/val token shards (llm.c format).")

@@ -12,14 +12,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from fineforge.tasks.dedup import DedupConfig, deduplicate_parquet
-from fineforge.tasks.filter_stage import filter_warcs_to_parquet
-from fineforge.tasks.filtering import FilterConfig
-from fineforge.tasks.scrub_stage import scrub_parquet
-from fineforge.tasks.spark import SparkConfig, SparkProgress, spark_session
-from fineforge.tasks.stage import DEDUPLICATED, FILTERED, SCRUBBED, file_identity, run_stage
-from fineforge.tasks.tracking import record_stage_run
-from fineforge.tasks.warc_input import dump_of, resolve_warc_inputs
+from fineforge.tasks.common.spark import SparkConfig, SparkProgress, spark_session
+from fineforge.tasks.common.stage import DEDUPLICATED, FILTERED, SCRUBBED, file_identity, run_stage
+from fineforge.tasks.common.tracking import record_stage_run
+from fineforge.tasks.dedup.job import DedupConfig, deduplicate_parquet
+from fineforge.tasks.filter.config import FilterConfig
+from fineforge.tasks.filter.job import filter_warcs_to_parquet
+from fineforge.tasks.filter.warc_input import dump_of, resolve_warc_inputs
+from fineforge.tasks.scrub.job import scrub_parquet
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def spark():
     """One real local Spark session (2 cores, UI off) for the whole test run."""
-    from fineforge.tasks.spark import SparkConfig, spark_session
+    from fineforge.tasks.common.spark import SparkConfig, spark_session
 
     session = spark_session(SparkConfig(master="local[2]", app_name="fineforge-tests", ui=False))
     yield session

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from fineforge.flows.cli import app
-from tests.model.shakespeare import write_shakespeare_shards
+from testkit.shakespeare import write_shakespeare_shards
 
 
 def test_pretrain_cli_refuses_bad_input(shared_data, tmp_path):

@@ -13,9 +13,9 @@ from fineforge.flows.pretrain import PretrainFlowConfig, pretrain
 from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, latest_checkpoint
 from fineforge.model.pretrain import PretrainConfig
 from fineforge.model.tracking import read_metrics
-from fineforge.tasks.torchrun import LaunchConfig
-from tests.model.processes import children, kill_tree
-from tests.model.shakespeare import write_shakespeare_shards
+from fineforge.tasks.training.torchrun import LaunchConfig
+from testkit.processes import children, kill_tree
+from testkit.shakespeare import write_shakespeare_shards
 
 MAX_STEPS = 12
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fineforge.flows.cli import app
 from fineforge.model.shards import HEADER_BYTES, load_manifest
-from tests.tasks.token_corpus import BAD_DOCUMENTS, write_corpus
+from testkit.token_corpus import BAD_DOCUMENTS, write_corpus
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def test_train_and_build_through_the_cli(built):
 
 def test_rerun_is_skipped_by_a_real_flow_run(built):
     from fineforge.flows.tokens import tokenize
-    from fineforge.tasks.tokens import TokenizeConfig
+    from fineforge.tasks.tokens.job import TokenizeConfig
 
     workdir, tokenizer, _ = built
     config = TokenizeConfig(input=[str(workdir / "CC-MAIN-2020-34" / "scrubbed")], workdir=str(workdir), name="bpe",

@@ -7,7 +7,7 @@ import torch
 
 from fineforge.model.data import DataPosition, TokenLoader, split_shards
 from fineforge.model.shards import ShardError
-from tests.model.shakespeare import write_shakespeare_shards
+from testkit.shakespeare import write_shakespeare_shards
 
 
 @pytest.fixture(scope="module")

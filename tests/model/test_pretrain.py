@@ -14,9 +14,9 @@ from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, MODEL_FILE, Checkpoin
 from fineforge.model.pretrain import ConfigError, PretrainConfig, load_config, plan_run
 from fineforge.model.shards import ShardError
 from fineforge.model.tracking import read_metrics
-from fineforge.tasks.torchrun import LaunchConfig, run_command, torchrun_command
-from tests.model.processes import kill_tree
-from tests.model.shakespeare import write_shakespeare_shards
+from fineforge.tasks.training.torchrun import LaunchConfig, run_command, torchrun_command
+from testkit.processes import kill_tree
+from testkit.shakespeare import write_shakespeare_shards
 
 MAX_STEPS = 24
 CHECKPOINT_EVERY = 4

@@ -1,0 +1,287 @@
+"""The deduplication stage on Spark: URL, exact and MinHash dedup (FineWeb's configuration), like datatrove.
+
+Documents are read from the previous stage's Parquet, each gets a key (file ordinal, row in file) that
+orders them as datatrove's reader does. One pass over the text computes every per-document key (MinHash
+signature with datatrove's own code, normalised-text hash, normalised URL); the steps then run, in order,
+on the documents the earlier steps kept:
+
+- empty: documents without text are dropped (datatrove's readers skip them);
+- url: one document per normalised URL, the most recent crawl (then the latest dump, then the first read);
+- exact: one document per normalised text, the first read;
+- minhash: documents sharing all hashes of a band are duplicate pairs (the adjacent pairs of each band
+  group, as datatrove writes them); clusters are the connected components of those pairs (computed on
+  Spark), and in each cluster the document datatrove's MinhashDedupCluster keeps survives.
+
+Finally the documents are read again and the removed ones left out. Nothing proportional to the number of
+documents reaches the driver: it collects counts, input file names and the cluster-size histogram.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.utils.hashing import HashConfig
+from pydantic import BaseModel, Field
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from fineforge.tasks.dedup.connected_components import connected_components
+from fineforge.tasks.dedup.keys import normalised_text_hash, normalised_url
+from fineforge.tasks.dedup.minhash import MinhashSigner, cluster_survivor, minhash_config
+
+log = logging.getLogger(__name__)
+
+KEY = "_doc_key"
+SCOPE = "_scope"
+_FILE = "_file"
+_FILE_ORDINAL = "_file_ordinal"
+# doc key = file ordinal << ROW_BITS | row index in the file
+ROW_BITS = 32
+PARQUET_GLOB = "*.parquet"
+PARQUET_COMPRESSION = "zstd"
+# Step name -> drop reason in the stats. Empty documents go first: datatrove's readers skip them.
+DROP_REASONS = {
+    "empty": "empty_document",
+    "url": "url_duplicate",
+    "exact": "exact_duplicate",
+    "minhash": "minhash_duplicate",
+}
+
+_FEATURES_SCHEMA = T.StructType(
+    [
+        T.StructField(KEY, T.LongType(), False),
+        T.StructField(SCOPE, T.StringType(), False),
+        T.StructField("url_key", T.StringType()),
+        T.StructField("crawl_date", T.StringType()),
+        T.StructField("dump", T.StringType()),
+        T.StructField("text_chars", T.LongType(), False),
+        T.StructField("text_hash", T.BinaryType()),
+        T.StructField("bands", T.ArrayType(T.BinaryType())),
+    ]
+)
+
+
+class DedupConfig(BaseModel):
+    """Which deduplications run, and MinHash's settings (defaults: FineWeb's, with datatrove's hashing)."""
+
+    minhash: bool = Field(True, description="MinHash near-duplicate removal (FineWeb).")
+    n_grams: int = Field(5, ge=1, description="Words per shingle.")
+    num_buckets: int = Field(14, ge=1, description="LSH bands.")
+    hashes_per_bucket: int = Field(8, ge=1, description="MinHash values per band.")
+    hash_fc: Literal["xxhash", "sha1"] = Field(HashConfig.hash_fc, description="Shingle hash function.")
+    precision: Literal[32, 64] = Field(HashConfig.precision, description="Bits of the shingle hashes.")
+    seed: int = Field(MinhashConfig.seed, description="Seed of the MinHash permutations (datatrove's default).")
+    language: str = Field("en", description="Language of datatrove's word tokenizer for shingles.")
+    exact: bool = Field(False, description="Remove documents whose normalised text is identical.")
+    url: bool = Field(False, description="Keep one document per normalised URL: the most recent crawl.")
+    scope: Literal["dump", "all"] = Field("dump", description="Deduplicate within each dump, or across all.")
+    long_document_chars: int = Field(1_000_000, description="Documents longer than this are counted as long.")
+
+    @classmethod
+    def original_fineweb(cls, **overrides) -> DedupConfig:
+        """The setting of the original FineWeb run: 64-bit SHA-1 shingle hashes."""
+        return cls(**{"hash_fc": "sha1", "precision": 64, **overrides})
+
+    def minhash_config(self) -> MinhashConfig:
+        """The same settings as datatrove's MinhashConfig."""
+        return minhash_config(
+            n_grams=self.n_grams,
+            num_buckets=self.num_buckets,
+            hashes_per_bucket=self.hashes_per_bucket,
+            seed=self.seed,
+            hash_fc=self.hash_fc,
+            precision=self.precision,
+        )
+
+
+@cache
+def _signer(config_json: str) -> MinhashSigner:
+    config = DedupConfig.model_validate_json(config_json)
+    return MinhashSigner(config.minhash_config(), language=config.language)
+
+
+def _document_features(batches, config_json: str):
+    """mapInPandas: the per-document keys of every step, computed in one pass over the text."""
+    config = DedupConfig.model_validate_json(config_json)
+    norm_config = config.minhash_config().norm_config
+    signer = _signer(config_json) if config.minhash else None
+    for batch in batches:
+        texts = batch["text"].fillna("")
+        yield pd.DataFrame(
+            {
+                KEY: batch[KEY],
+                SCOPE: batch[SCOPE],
+                "url_key": [normalised_url(url) for url in batch["url"]] if config.url else None,
+                "crawl_date": batch["crawl_date"],
+                "dump": batch["dump"],
+                "text_chars": texts.str.len(),
+                "text_hash": [normalised_text_hash(t, norm_config) for t in texts] if config.exact else None,
+                "bands": [signer.band_keys(t) for t in texts] if signer else None,
+            }
+        )
+
+
+def _checkpoint(frame: DataFrame) -> DataFrame:
+    return frame.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+
+
+def read_documents(spark: SparkSession, input_dirs: list[Path], scope: str) -> DataFrame:
+    """The documents of `input_dirs` with a key ordering them as datatrove reads them, and their scope."""
+    missing = [str(path) for path in input_dirs if not Path(path).is_dir()]
+    if not input_dirs or missing:
+        raise FileNotFoundError(f"dedup input folders missing: {missing or 'none given'}")
+    docs = spark.read.option("pathGlobFilter", PARQUET_GLOB).parquet(*[str(path) for path in input_dirs])
+    for column in ("text", "url", "crawl_date", "dump"):
+        if column not in docs.columns:
+            raise ValueError(f"dedup input lacks the column {column!r} (has {docs.columns})")
+    columns = docs.columns
+    # one row per input file, not per document, reaches the driver
+    files = sorted(row[_FILE] for row in docs.select(F.col("_metadata.file_path").alias(_FILE)).distinct().collect())
+    ordinals = spark.createDataFrame(list(enumerate(files)), schema=f"{_FILE_ORDINAL} int, {_FILE} string")
+    keyed = docs.select(*columns, F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias("_row"))
+    scope_column = F.coalesce(F.col("dump"), F.lit("")) if scope == "dump" else F.lit("")
+    return keyed.join(F.broadcast(ordinals), _FILE).select(
+        *columns,
+        (F.shiftleft(F.col(_FILE_ORDINAL).cast("long"), ROW_BITS) + F.col("_row")).alias(KEY),
+        scope_column.alias(SCOPE),
+    )
+
+
+def _first_per_group(features: DataFrame, group: list[str], order: list) -> DataFrame:
+    """Keys of the documents that are not first of their group in `order`."""
+    rank = F.row_number().over(Window.partitionBy(*group).orderBy(*order))
+    return features.select(KEY, rank.alias("_rank")).where(F.col("_rank") > 1).select(KEY)
+
+
+def _cluster_removals(batches):
+    """mapInPandas over pairs partitioned by cluster: every member but the one datatrove keeps, per cluster."""
+    pairs = pd.concat(list(batches), ignore_index=True)
+    if pairs.empty:
+        return
+    pairs = pairs.sort_values(["component", "bucket", "band", "a", "b"])
+    rows = zip(pairs["component"], pairs["bucket"], pairs["band"], pairs["a"], pairs["b"], strict=True)
+    removed: list[int] = []
+    for _component, cluster in itertools.groupby(rows, key=lambda row: row[0]):
+        kept, members = cluster_survivor(row[1:] for row in cluster)
+        removed.extend(int(member) for member in members if member != kept)
+    yield pd.DataFrame({KEY: removed}, dtype="int64")
+
+
+def _duplicate_pairs(features: DataFrame) -> DataFrame:
+    """(bucket, band, a, b): the adjacent documents of every band shared by several, as datatrove pairs them.
+
+    Most shared bands have two documents, whose pair is (smallest key, largest key): one hash aggregation
+    finds them. Only the rows of bands shared by three or more are collected and sorted into their pairs.
+    """
+    band = [SCOPE, "bucket", "band"]
+    bands = features.where(F.col("bands").isNotNull()).select(KEY, SCOPE, F.posexplode("bands").alias("bucket", "band"))
+    shared = _checkpoint(
+        bands.groupBy(*band)
+        .agg(F.count("*").alias("size"), F.min(KEY).alias("a"), F.max(KEY).alias("b"))
+        .where(F.col("size") > 1)
+    )
+    pairs_of_two = shared.where(F.col("size") == 2).select("bucket", "band", "a", "b")
+    larger = bands.join(shared.where(F.col("size") > 2).select(*band), band, "left_semi")
+    groups = larger.groupBy(*band).agg(F.array_sort(F.collect_list(KEY)).alias("docs"))
+    adjacent = "transform(sequence(0, size(docs) - 2), i -> named_struct('a', docs[i], 'b', docs[i + 1]))"
+    pairs_of_more = groups.select("bucket", "band", F.explode(F.expr(adjacent)).alias("pair")).select(
+        "bucket", "band", "pair.a", "pair.b"
+    )
+    return pairs_of_two.unionByName(pairs_of_more)
+
+
+def minhash_duplicates(features: DataFrame) -> tuple[DataFrame, dict]:
+    """(keys of MinHash duplicates to remove, statistics) among `features` with signatures."""
+    pairs = _checkpoint(_duplicate_pairs(features))
+    components = connected_components(pairs, "a", "b")
+    labels = _checkpoint(components.labels)
+    sizes = labels.groupBy("component").agg(F.count("*").alias("size"))
+    histogram = {int(row["size"]): int(row["count"]) for row in sizes.groupBy("size").count().collect()}
+    removed = _checkpoint(
+        pairs.join(labels.withColumnRenamed("node", "a"), "a")
+        .repartition("component")
+        .mapInPandas(_cluster_removals, schema=f"{KEY} long")
+    )
+    stats = {
+        "candidate_pairs": pairs.count(),
+        "clusters": sum(histogram.values()),
+        "cluster_size_histogram": dict(sorted(histogram.items())),
+        "connected_components_iterations": components.rounds,
+    }
+    return removed, stats
+
+
+def _step(name: str, documents_in: int, dropped: int) -> dict:
+    return {"name": name, "documents_in": documents_in, "documents_out": documents_in - dropped, "dropped": dropped}
+
+
+def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: DedupConfig, output_dir: Path) -> dict:
+    """Deduplicate the documents of `input_dirs` into Parquet in `output_dir` (same schema); return stats."""
+    docs = read_documents(spark, input_dirs, config.scope)
+    columns = [c for c in docs.columns if c not in (KEY, SCOPE)]
+    features = _checkpoint(
+        docs.select(KEY, SCOPE, "text", "url", "crawl_date", "dump").mapInPandas(
+            lambda batches: _document_features(batches, config.model_dump_json()), schema=_FEATURES_SCHEMA
+        )
+    )
+    counts = features.agg(
+        F.count("*").alias("documents_in"),
+        F.sum((F.col("text_chars") == 0).cast("long")).alias("empty"),
+        F.sum((F.col("text_chars") > config.long_document_chars).cast("long")).alias("long_documents"),
+        F.sum((F.col("bands").isNull()).cast("long")).alias("documents_without_shingles"),
+    ).first()
+    documents_in, empty = int(counts["documents_in"]), int(counts["empty"] or 0)
+    stats: dict = {
+        "documents_in": documents_in,
+        "long_documents": int(counts["long_documents"] or 0),
+        "dropped": dict.fromkeys(DROP_REASONS.values(), 0) | {DROP_REASONS["empty"]: empty},
+        "clusters": 0,
+        "cluster_size_histogram": {},
+        "connected_components_iterations": 0,
+        "steps": [_step("empty", documents_in, empty)],
+    }
+    if config.minhash:
+        stats["documents_without_shingles"] = int(counts["documents_without_shingles"] or 0)
+
+    # empty documents need no join: they are filtered out here and when the documents are written
+    survivors, removed_parts, remaining = features.where(F.col("text_chars") > 0), [], documents_in - empty
+    steps = [name for name in ("url", "exact", "minhash") if getattr(config, name)]
+    for position, name in enumerate(steps):
+        step: dict = {}
+        if name == "url":
+            removed = _first_per_group(
+                survivors.where(F.col("url_key").isNotNull()),
+                [SCOPE, "url_key"],
+                [F.col("crawl_date").desc_nulls_last(), F.col("dump").desc_nulls_last(), KEY],
+            )
+        elif name == "exact":
+            removed = _first_per_group(survivors, [SCOPE, "text_hash"], [KEY])
+        else:
+            removed, step = minhash_duplicates(survivors)
+            stats.update({key: step[key] for key in ("clusters", "cluster_size_histogram")})
+            stats["connected_components_iterations"] = step["connected_components_iterations"]
+        removed = _checkpoint(removed)
+        dropped = removed.count()
+        stats["dropped"][DROP_REASONS[name]] = dropped
+        details = {key: value for key, value in step.items() if key != "cluster_size_histogram"}
+        stats["steps"].append(_step(name, remaining, dropped) | details)
+        log.info("dedup step %s: %d of %d documents removed", name, dropped, remaining)
+        remaining -= dropped
+        removed_parts.append(removed)
+        if position + 1 < len(steps):
+            survivors = _checkpoint(survivors.join(removed, KEY, "left_anti"))
+
+    kept = read_documents(spark, input_dirs, config.scope).where(F.length(F.coalesce("text", F.lit(""))) > 0)
+    for removed in removed_parts:
+        kept = kept.join(removed, KEY, "left_anti")
+    kept.select(*columns).write.option("compression", PARQUET_COMPRESSION).parquet(str(output_dir))
+    stats["documents_out"] = remaining
+    return stats

@@ -1,0 +1,307 @@
+"""Stream the HTML responses of one WARC (or ARC) file as datatrove Documents, surviving damage.
+
+Records are parsed by warcio and turned into text exactly as datatrove's ``WarcReader`` does (its own
+``process_record`` is called), so ids and HTML equal the reference. On top of that, fineforge keeps only
+HTTP 200 responses whose content type is HTML, and checks every record before yielding it: a gzip error,
+a record shorter than its Content-Length, a record not followed by its blank lines, or a failed WARC
+block digest marks the record as damaged. A damaged record is counted (``corrupt_record``), logged with
+the file name and offset, and skipped; reading goes on at the next gzip member (gzip-per-record files)
+or the next ``WARC/`` header line (plain files), so every readable record after the damage is kept.
+A file that holds no readable record at all is counted as ``unreadable_file``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import magic
+from datatrove.data import Document
+from datatrove.pipeline.readers.warc import process_record
+from warcio.archiveiterator import ArchiveIterator
+from warcio.bufferedreaders import DecompressingBufferedReader
+from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeaders
+
+from fineforge.tasks.filter.warc_input import open_uri
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MEMBER_START = b"\x1f\x8b\x08"  # magic + deflate method: where a gzip member can begin
+WARC_HEADER_LINE = b"\nWARC/"  # a plain WARC record begins at a line "WARC/<version>"
+ARC_FILE_START = b"filedesc://"
+HEAD_BYTES = 4096  # how much of a file's start is looked at to tell gzip/plain and WARC/ARC apart
+SCAN_BLOCK_BYTES = 1 << 20  # how much is read at a time while looking for the next record
+
+
+class _Damage(Exception):
+    """A record at `offset` could not be read intact."""
+
+    def __init__(self, offset: int, reason: str, header_read: bool = True):
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+        self.header_read = header_read  # False: no record header could be parsed at `offset`
+
+
+class _NotChunkedGzip(Exception):
+    """The file is gzip, but not one gzip member per record: it can only be read as one stream."""
+
+
+class _StrictReader(DecompressingBufferedReader):
+    """warcio's reader, except that a gzip error inside a member raises instead of silently ending it."""
+
+    def _decompress(self, data: bytes) -> bytes:
+        if self.decompressor is not None and data and self.num_block_read:
+            return self.decompressor.decompress(data)
+        return super()._decompress(data)
+
+
+class _CheckedArchiveIterator(ArchiveIterator):
+    """warcio's iterator on the strict reader, signalling non-chunked gzip files by a typed exception."""
+
+    def __init__(self, fileobj: IO[bytes]):
+        super().__init__(fileobj, check_digests=True)
+        self.reader = _StrictReader(self.fh)
+
+    def _raise_invalid_gzip_err(self) -> None:
+        raise _NotChunkedGzip()
+
+
+@dataclass
+class _ReadRecord:
+    """A record whose content was already read: what datatrove's `process_record` looks at."""
+
+    rec_type: str
+    rec_headers: StatusAndHeaders
+    content: bytes
+
+    def content_stream(self) -> io.BytesIO:
+        return io.BytesIO(self.content)
+
+
+def _mime_type(record: ArcWarcRecord) -> str:
+    header = record.http_headers.get_header("Content-Type") or record.rec_headers.get_header(
+        "WARC-Identified-Payload-Type", ""
+    )
+    return header.split(";", 1)[0].strip().lower()
+
+
+class _WarcFileReader:
+    """Reads one open archive: records in order, resynchronising after each damaged region."""
+
+    def __init__(self, uri: str, fh: IO[bytes], counts: Counter):
+        self.uri = uri
+        self.fh = fh
+        self.counts = counts
+        self.stream: IO[bytes] = fh
+        self.gzipped = False
+        self.arc = False  # an ARC file begins with its filedesc:// record; warcio reads any text line as ARC
+        self.resyncable = True
+        self.records_seen = 0  # intact records read from this file so far
+        self.records_to_skip = 0  # records already handled before switching to whole-gzip reading
+
+    def documents(self) -> Iterator[Document]:
+        head = self.fh.read(HEAD_BYTES)
+        self.fh.seek(0)
+        if not head:
+            self._unreadable("empty file")
+            return
+        self.gzipped = head.startswith(GZIP_MAGIC)
+        if self.gzipped:
+            try:
+                head = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(head)
+            except zlib.error:
+                head = b""
+        self.arc = head.startswith(ARC_FILE_START)
+        self.resyncable = self.gzipped or not self.arc
+        damage_at_start: _Damage | None = None
+        position: int | None = 0
+        scanning = False
+        while position is not None:
+            try:
+                yield from self._read_from(position)
+                position = None
+            except _NotChunkedGzip:
+                position = self._switch_to_whole_gzip()
+                scanning = False
+            except _Damage as damage:
+                false_start = scanning and damage.offset == position and not damage.header_read
+                if not false_start:
+                    if damage.offset == 0 and self.records_seen == 0:
+                        damage_at_start = damage  # counted once we know whether anything is readable
+                    else:
+                        self._corrupt(damage)
+                position = self._next_record_start(damage.offset + 1)
+                scanning = True
+        if self.records_seen == 0 and (damage_at_start is None or not damage_at_start.header_read):
+            self._unreadable("no WARC/ARC record in it")
+        elif damage_at_start is not None:
+            self._corrupt(damage_at_start)
+
+    def _read_from(self, position: int) -> Iterator[Document]:
+        """Documents of the records from `position` on; raises _Damage at the first damaged record."""
+        self.stream.seek(position)
+        records = _CheckedArchiveIterator(self.stream)
+        while True:
+            offset = records.offset
+            record = None
+            try:
+                record = next(records, None)
+                if record is None:
+                    self._check_nothing_left(records.offset)
+                    return
+                if record.format == "arc" and not self.arc:
+                    raise _Damage(offset, "not a WARC record", header_read=False)
+                document, reason = self._document(record, offset)
+                self._check_intact(records, record, offset)
+            except (_NotChunkedGzip, _Damage):
+                raise
+            except Exception as e:  # warcio and zlib raise many kinds of errors on bad bytes
+                raise _Damage(offset, f"{type(e).__name__}: {e}".strip(), record is not None) from e
+            self.records_seen += 1
+            if self.records_to_skip:
+                self.records_to_skip -= 1
+                continue
+            self.counts["records"] += 1
+            if document is None:
+                self.counts[f"skipped_{reason}"] += 1
+                continue
+            self.counts["html_documents"] += 1
+            yield document
+
+    def _document(self, record: ArcWarcRecord, offset: int) -> tuple[Document | None, str]:
+        """The HTML document of a record, or None and why it is skipped."""
+        if record.rec_type != "response":
+            return None, "non_response"
+        if record.http_headers is None:
+            return None, "non_http"
+        if record.http_headers.get_statuscode() != "200":
+            return None, "non_200"
+        content_type = _mime_type(record)
+        if content_type not in HTML_TYPES:
+            return None, "non_html"
+        content = record.content_stream().read()
+        data = process_record(_ReadRecord(record.rec_type, record.rec_headers, content))
+        if data is None:
+            sniffed = record.rec_headers.get_header("WARC-Identified-Payload-Type") or magic.from_buffer(
+                content, mime=True
+            )
+            return None, "undecodable" if sniffed in HTML_TYPES else "non_html_content"
+        if not data["text"]:
+            return None, "empty"
+        # datatrove's adapter names a record without a WARC-Record-ID (ARC) by its place in the file
+        doc_id = data["id"] or f"{self.uri}/{offset}"
+        metadata = {
+            "url": data["url"],
+            "date": data["date"],
+            "file_path": self.uri,
+            "warc_file": self.uri,
+            "warc_offset": offset,
+            "crawl_date": data["date"],
+            "content_type": content_type,
+        }
+        return Document(text=data["text"], id=doc_id, metadata=metadata), ""
+
+    def _check_intact(self, records: _CheckedArchiveIterator, record: ArcWarcRecord, offset: int) -> None:
+        """Read the rest of the record; raise _Damage unless it was complete and well-formed."""
+        length_header = "Content-Length" if record.format == "warc" else "length"
+        if not (record.rec_headers.get_header(length_header) or "").strip().isdigit():
+            raise _Damage(offset, f"record header without a valid {length_header} (truncated header?)")
+        warnings = records.err_count
+        records.read_to_end()
+        decompressor = records.reader.decompressor
+        if getattr(record.raw_stream, "limit", 0) > 0:
+            if decompressor is not None and decompressor.eof and (decompressor.unused_data or self.stream.read(1)):
+                raise _NotChunkedGzip()  # gzip members cut across records: readable as one stream
+            raise _Damage(offset, "record shorter than its Content-Length (truncated)")
+        if records.err_count > warnings:
+            raise _Damage(offset, "record not followed by a blank line (wrong Content-Length)")
+        if decompressor is not None and not decompressor.eof and records.next_line is None:
+            raise _Damage(offset, "gzip member ends early (truncated)")
+        if any(problem.startswith("block digest") for problem in record.digest_checker.problems):
+            raise _Damage(offset, "WARC-Block-Digest does not match the record")
+
+    def _check_nothing_left(self, end: int) -> None:
+        """At the end of iteration: raise _Damage if bytes after the last record are not just blank lines.
+
+        warcio ends quietly on a record cut inside its header; this catches it. A file read as one gzip
+        stream reports such a cut itself, as an error.
+        """
+        if self.stream is not self.fh:
+            return
+        self.stream.seek(end)
+        if self.stream.read(SCAN_BLOCK_BYTES).strip():
+            raise _Damage(end, "incomplete record at the end of the file (truncated)", header_read=False)
+
+    def _next_record_start(self, start: int) -> int | None:
+        """Offset of the next place a record may begin at or after `start`, or None at the end."""
+        if not self.resyncable:
+            log.error("%s: cannot resynchronise inside a plain ARC file; rest of the file skipped", self.uri)
+            return None
+        pattern, lead = (GZIP_MEMBER_START, 0) if self.gzipped else (WARC_HEADER_LINE, 1)
+        try:
+            self.stream.seek(start)
+            base, carry = start, b""
+            while block := self.stream.read(SCAN_BLOCK_BYTES):
+                window = carry + block
+                found = window.find(pattern)
+                if found >= 0:
+                    return base + found + lead
+                carry = window[-(len(pattern) - 1) :]
+                base += len(window) - len(carry)
+        except Exception as e:  # a damaged whole-file gzip stream cannot be read past its damage
+            log.error("%s: cannot read past offset %d (%s); rest of the file skipped", self.uri, start, e)
+        return None
+
+    def _switch_to_whole_gzip(self) -> int:
+        """Read the file as one gzip stream from the start, skipping the records already handled.
+
+        Offsets are then positions in the decompressed stream.
+        """
+        log.warning("%s: gzip members do not match records (not per-record gzip); reading it whole", self.uri)
+        self.fh.seek(0)
+        self.stream = gzip.GzipFile(fileobj=self.fh, mode="rb")
+        self.gzipped = False
+        self.records_to_skip, self.records_seen = self.records_seen, 0
+        return 0
+
+    def _corrupt(self, damage: _Damage) -> None:
+        self.counts["corrupt_record"] += 1
+        log.warning("%s: damaged record at offset %d skipped: %s", self.uri, damage.offset, damage.reason)
+
+    def _unreadable(self, reason: str) -> None:
+        self.counts["unreadable_file"] += 1
+        log.error("%s: unreadable file: %s", self.uri, reason)
+
+
+def iter_html_documents(uri: str, counts: Counter) -> Iterator[Document]:
+    """Stream the HTML documents (HTTP 200, text/html or application/xhtml+xml) of one WARC/ARC file.
+
+    ``text`` and ``id`` equal what datatrove's WarcReader yields for the same record; ``metadata`` holds
+    url, date and file_path (as datatrove), warc_file, warc_offset (byte offset of the record in the file;
+    for a file that is one gzip stream, in the decompressed stream), crawl_date and content_type.
+    ``counts`` gets ``records`` (intact records), ``html_documents``, ``skipped_<reason>``,
+    ``corrupt_record`` and ``unreadable_file``. Bad data never raises out of this iterator.
+    """
+    try:
+        fh = open_uri(uri)
+    except Exception as e:  # fsspec raises per protocol: OSError, ValueError, ImportError...
+        counts["unreadable_file"] += 1
+        log.error("%s: unreadable file: cannot open it (%s: %s)", uri, type(e).__name__, e)
+        return
+    with fh:
+        reader = _WarcFileReader(uri, fh, counts)
+        try:
+            yield from reader.documents()
+        except Exception as e:  # I/O failing outside any one record (a stream that cannot seek, the network)
+            counts["corrupt_record" if reader.records_seen else "unreadable_file"] += 1
+            log.error("%s: reading stopped after %d records: %s: %s", uri, reader.records_seen, type(e).__name__, e)
