@@ -26,10 +26,15 @@ class PolicyLoss:
     ratio_mean: torch.Tensor
 
 
+def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Sum of `values` where `mask` is non-zero; masked positions count as 0 even when they hold inf or nan."""
+    kept = torch.where(mask.bool(), values, torch.zeros_like(values))
+    return kept.sum() if dim is None else kept.sum(dim=dim)
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `values` where `mask` is 1 (0 when the mask is empty)."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    return masked_sum(values, mask) / mask.to(values.dtype).sum().clamp(min=1.0)
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -58,16 +63,15 @@ def normalise(
     When a batch is split into micro-batches (or over ranks), pass the whole batch's completion-token count
     and number of completions: the micro-batch losses then add up to the loss of the whole batch.
     """
-    mask = mask.to(per_token.dtype)
-    total = per_token * mask
+    counts = mask.to(per_token.dtype)
     sequences = batch_sequences if batch_sequences is not None else per_token.shape[0]
     if config.normalisation == "token":
-        tokens = mask.sum() if batch_tokens is None else per_token.new_tensor(float(batch_tokens))
-        return total.sum() / tokens.clamp(min=1.0)
+        tokens = counts.sum() if batch_tokens is None else per_token.new_tensor(float(batch_tokens))
+        return masked_sum(per_token, mask) / tokens.clamp(min=1.0)
     if config.normalisation == "sequence":
-        per_sequence = total.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        per_sequence = masked_sum(per_token, mask, dim=1) / counts.sum(dim=1).clamp(min=1.0)
         return per_sequence.sum() / max(sequences, 1)
-    return total.sum() / (max(sequences, 1) * config.constant_normaliser)
+    return masked_sum(per_token, mask) / (max(sequences, 1) * config.constant_normaliser)
 
 
 def policy_loss(
@@ -89,12 +93,14 @@ def policy_loss(
     if config.kl_beta > 0 and ref_logp is None:
         raise ValueError("kl_beta > 0 needs the reference model's log-probs (ref_logp)")
     adv = advantages.to(logp.dtype)[:, None]
-    ratio = torch.exp(logp - old_logp.detach())
+    keep, zero = mask.bool(), torch.zeros_like(logp)
+    # positions outside the mask start at ratio 1 and KL 0, so nothing they hold reaches the loss or its gradient
+    ratio = torch.exp(torch.where(keep, logp - old_logp.detach(), zero))
     clipped_ratio = ratio.clamp(1.0 - config.clip_low, 1.0 + config.clip_high)
     per_token = -torch.minimum(ratio * adv, clipped_ratio * adv)
-    kl = torch.zeros_like(logp)
+    kl = zero
     if ref_logp is not None:
-        kl = kl_k3(logp, ref_logp.detach())
+        kl = kl_k3(torch.where(keep, logp, zero), torch.where(keep, ref_logp.detach(), zero))
         per_token = per_token + config.kl_beta * kl
     loss = normalise(per_token, mask, config, batch_tokens, batch_sequences)
     with torch.no_grad():

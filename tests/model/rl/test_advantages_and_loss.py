@@ -158,3 +158,15 @@ def test_entropy_and_masked_mean():
     assert masked_mean(torch.tensor([1.0, 2.0, 9.0]), torch.tensor([1, 1, 0])).item() == 1.5
     assert masked_mean(torch.tensor([1.0]), torch.tensor([0])).item() == 0.0
     assert normalise(torch.ones(1, 2), torch.zeros(1, 2), GRPOConfig()).item() == 0.0
+
+
+def test_padding_positions_never_reach_the_loss_even_when_not_finite():
+    logp = torch.tensor([[-1.0, float("-inf")]], requires_grad=True)
+    old_logp = torch.tensor([[-1.0, float("-inf")]])
+    for config in (GRPOConfig(), GRPOConfig(normalisation="sequence"), GRPOConfig.dr_grpo(2)):
+        ref_logp = torch.tensor([[-2.0, float("nan")]])
+        out = policy_loss(logp, old_logp, torch.tensor([1.0]), torch.tensor([[1.0, 0.0]]), config, ref_logp)
+        out.loss.backward()
+        assert torch.isfinite(out.loss) and torch.isfinite(out.ratio_mean) and torch.isfinite(out.kl)
+        assert torch.isfinite(logp.grad).all() and logp.grad[0, 1] == 0
+        logp.grad = None
