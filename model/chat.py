@@ -18,6 +18,7 @@ Everything else is encoded as plain text: a user who types "<|im_end|>" does not
 
     ids, mask = render(Conversation.from_messages(raw_messages), tokenizer)
     prompt = render_prompt(messages, tokenizer)   # ends with an open <|im_start|>assistant<|im_sep|>
+    template = ChatTemplate(tokenizer)            # the same, looking special ids up once, for many conversations
 """
 
 from __future__ import annotations
@@ -173,45 +174,61 @@ def require_chat_tokens(tokenizer: Tokenizer, model_vocab_size: int | None = Non
             )
 
 
-def _header(role: str, tokenizer: Tokenizer) -> list[int]:
-    return [tokenizer.encode_special(IM_START), *tokenizer.encode(role), tokenizer.encode_special(IM_SEP)]
+class ChatTemplate:
+    """The chat format for one tokenizer: its special ids and turn headers are looked up once."""
 
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        require_chat_tokens(tokenizer)
+        self.tokenizer = tokenizer
+        self.special = {token: tokenizer.encode_special(token) for token in (*CHAT_TOKENS, *TOOL_TOKENS)}
+        self._headers: dict[str, list[int]] = {}
 
-def _assistant_content(text: str, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
-    ids: list[int] = []
-    mask: list[int] = []
-    for piece, is_output in tool_segments(text):
-        piece_ids = [tokenizer.encode_special(piece)] if piece in TOOL_TOKENS else tokenizer.encode(piece)
-        ids += piece_ids
-        mask += [0 if is_output else 1] * len(piece_ids)
-    return ids, mask
+    def header(self, role: str) -> list[int]:
+        """`<|im_start|>role<|im_sep|>`."""
+        if role not in self._headers:
+            self._headers[role] = [self.special[IM_START], *self.tokenizer.encode(role), self.special[IM_SEP]]
+        return self._headers[role]
 
+    def _assistant_content(self, text: str) -> tuple[list[int], list[int]]:
+        ids: list[int] = []
+        mask: list[int] = []
+        for piece, is_output in tool_segments(text):
+            piece_ids = [self.special[piece]] if piece in self.special else self.tokenizer.encode(piece)
+            ids += piece_ids
+            mask += [0 if is_output else 1] * len(piece_ids)
+        return ids, mask
 
-def render_message(message: Message, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
-    """One turn's ids and loss mask (1: a training target)."""
-    header = _header(message.role, tokenizer)
-    end = tokenizer.encode_special(IM_END)
-    if message.role == ASSISTANT:
-        ids, mask = _assistant_content(message.content, tokenizer)
-        return header + ids + [end], [0] * len(header) + mask + [1]
-    ids = header + tokenizer.encode(message.content) + [end]
-    return ids, [0] * len(ids)
+    def render_message(self, message: Message) -> tuple[list[int], list[int]]:
+        """One turn's ids and loss mask (1: a training target)."""
+        header, end = self.header(message.role), self.special[IM_END]
+        if message.role == ASSISTANT:
+            ids, mask = self._assistant_content(message.content)
+            return [*header, *ids, end], [0] * len(header) + mask + [1]
+        ids = [*header, *self.tokenizer.encode(message.content), end]
+        return ids, [0] * len(ids)
+
+    def render(self, conversation: Conversation) -> tuple[list[int], list[int]]:
+        """The whole conversation's ids and loss mask, turns back to back."""
+        ids: list[int] = []
+        mask: list[int] = []
+        for message in conversation.messages:
+            turn_ids, turn_mask = self.render_message(message)
+            ids += turn_ids
+            mask += turn_mask
+        return ids, mask
+
+    def render_prompt(self, messages: Conversation | Sequence[Mapping[str, str]]) -> list[int]:
+        """The prompt for generation: the messages, then an open `<|im_start|>assistant<|im_sep|>`."""
+        if not isinstance(messages, Conversation):
+            messages = Conversation.from_messages(messages, require_assistant=False)
+        return self.render(messages)[0] + self.header(ASSISTANT)
 
 
 def render(conversation: Conversation, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
-    """The whole conversation's ids and loss mask, turns back to back."""
-    ids: list[int] = []
-    mask: list[int] = []
-    for message in conversation.messages:
-        turn_ids, turn_mask = render_message(message, tokenizer)
-        ids += turn_ids
-        mask += turn_mask
-    return ids, mask
+    """A conversation's ids and loss mask (for many conversations, keep one ChatTemplate)."""
+    return ChatTemplate(tokenizer).render(conversation)
 
 
 def render_prompt(messages: Conversation | Sequence[Mapping[str, str]], tokenizer: Tokenizer) -> list[int]:
     """The prompt for generation: the messages, then an open `<|im_start|>assistant<|im_sep|>`."""
-    if not isinstance(messages, Conversation):
-        messages = Conversation.from_messages(messages, require_assistant=False)
-    ids, _ = render(messages, tokenizer)
-    return ids + _header(ASSISTANT, tokenizer)
+    return ChatTemplate(tokenizer).render_prompt(messages)

@@ -11,9 +11,9 @@ from fineforge.model.chat import (
     NO_ASSISTANT_TURN,
     UNKNOWN_ROLE,
     ChatFormatError,
+    ChatTemplate,
     Conversation,
     render,
-    render_message,
     render_prompt,
     require_chat_tokens,
 )
@@ -145,9 +145,9 @@ def test_seed_conversation_renders_to_the_design_ids(tokenizers):
 @pytest.mark.parametrize("spec", list(EXPECTED))
 def test_exact_ids_and_masks(spec, tokenizers):
     tok = tokenizers[spec]
-    conversation = Conversation.from_messages(SMALL)
+    conversation, template = Conversation.from_messages(SMALL), ChatTemplate(tok)
     for message, (ids, bits) in zip(conversation.messages, EXPECTED[spec], strict=True):
-        assert render_message(message, tok) == (ids, mask_of(bits)), message
+        assert template.render_message(message) == (ids, mask_of(bits)), message
     ids, mask = render(conversation, tok)
     assert ids == [i for turn, _ in EXPECTED[spec] for i in turn]
     assert mask == [m for _, bits in EXPECTED[spec] for m in mask_of(bits)]
@@ -240,6 +240,8 @@ class PlainBytes(ByteTokenizer):
 def test_tokenizer_or_model_without_chat_tokens_fails_naming_the_fix(tokenizers):
     with pytest.raises(ChatFormatError, match="lacks the chat tokens.*fineforge tokens train"):
         require_chat_tokens(PlainBytes())
+    with pytest.raises(ChatFormatError, match="lacks the chat tokens"):
+        render_prompt([{"role": "user", "content": "hi"}], PlainBytes())
     gpt2 = tokenizers["gpt2"]
     require_chat_tokens(gpt2, model_vocab_size=50304)  # pretrained with the padded fineforge vocabulary
     with pytest.raises(ChatFormatError, match="embeds 50257 ids.*vocab_size >= 50266"):
