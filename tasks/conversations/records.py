@@ -13,7 +13,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,7 @@ class ConversationRecord:
 
     def to_json(self) -> dict:
         """The record as written to JSONL (without its origin)."""
-        out = asdict(self)
-        out.pop("origin")
-        return out
+        return {"id": self.id, "source": self.source, "messages": self.messages, "answer": self.answer}
 
 
 @dataclass
@@ -79,7 +77,7 @@ def write_jsonl(path: Path, records: Iterable[ConversationRecord]) -> int:
     count = 0
     with open(tmp, "w", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            f.write(json.dumps(record.to_json()) + "\n")  # ASCII: no U+2028 that splitlines() would cut at
             count += 1
     os.replace(tmp, path)
     return count
