@@ -120,7 +120,7 @@ def inspect(
 ) -> None:
     """Manifest and shard statistics, a decoded sample with token boundaries (and, for conversation shards, the
     loss mask: trainable tokens in green), checksum verification."""
-    from fineforge.model import conversation_data as conversations
+    from fineforge.model import conversation_shards as conversations
     from fineforge.model.shards import ShardError, load_manifest, read_shard
     from fineforge.model.tokenizer import TokenizerError
     from fineforge.tasks.tokens.job import manifest_tokenizer, shard_directory, shard_statistics

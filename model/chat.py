@@ -53,6 +53,7 @@ UNKNOWN_ROLE = "unknown_role"
 NO_ASSISTANT_TURN = "no_assistant_turn"
 EMPTY_ASSISTANT_TURN = "empty_assistant_turn"
 BAD_TOOL_MARKUP = "bad_tool_markup"
+MISSING_CHAT_TOKENS = "missing_chat_tokens"  # a tokenizer's or model's problem, not a conversation's
 
 _TOOL_PATTERN = re.compile("(" + "|".join(re.escape(t) for t in TOOL_TOKENS) + ")")
 
@@ -157,7 +158,7 @@ def require_chat_tokens(tokenizer: Tokenizer, model_vocab_size: int | None = Non
     missing = [t for t in (*CHAT_TOKENS, *TOOL_TOKENS) if t not in tokenizer.special_tokens]
     if missing:
         raise ChatFormatError(
-            "missing_chat_tokens",
+            MISSING_CHAT_TOKENS,
             f"tokenizer {tokenizer.name} lacks the chat tokens {missing}: use a fineforge tokenizer (bytes, gpt2, "
             "cl100k_base, o200k_base, or one trained with `fineforge tokens train`, which all carry them) "
             "and pretrain with it",
@@ -167,7 +168,7 @@ def require_chat_tokens(tokenizer: Tokenizer, model_vocab_size: int | None = Non
         beyond = {t: i for t, i in beyond.items() if i >= model_vocab_size}
         if beyond:
             raise ChatFormatError(
-                "missing_chat_tokens",
+                MISSING_CHAT_TOKENS,
                 f"the model embeds {model_vocab_size} ids but tokenizer {tokenizer.name} puts chat tokens at "
                 f"{beyond}: pretrain with the vocabulary padded to cover the whole tokenizer (vocab_size >= "
                 f"{tokenizer.vocab_size})",

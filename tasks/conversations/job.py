@@ -4,7 +4,7 @@ Per source, in config order: read or generate the records, validate and render t
 dropped and why), send each to the train or validation split by a hash of (source, id), and write the
 training ones `epochs` times (whole passes, then a seeded sample for the fraction) with the source's
 loss `weight`. Validation conversations are written once, with weight 1, so validation losses stay
-comparable across mixtures. Output (format: `model/conversation_data.py`, `docs/conversations.md`):
+comparable across mixtures. Output (format: `model/conversation_shards.py`, `docs/conversations.md`):
 token, mask and index shards, `manifest.json`, the kept conversations as `train.jsonl` / `val.jsonl`
 (with their answers, for RL), and `stats.json`, written atomically as a stage.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fineforge.model.chat import ChatTemplate, require_chat_tokens
-from fineforge.model.conversation_data import CONVERSATIONS_KIND, INDEX_DTYPE, write_conversation_shard
+from fineforge.model.conversation_shards import CONVERSATIONS_KIND, INDEX_DTYPE, write_conversation_shard
 from fineforge.model.shards import shard_dtype, write_manifest
 from fineforge.model.tokenizer import Tokenizer, load_tokenizer
 from fineforge.tasks.common.stage import file_identity, merge_counts, run_stage

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from fineforge.model.chat import Conversation, render
-from fineforge.model.conversation_data import ConversationLoader, conversation_loader, conversation_split
+from fineforge.model.conversation_data import ConversationLoader, conversation_loader
+from fineforge.model.conversation_shards import conversation_split
 from fineforge.model.data import DataPosition
 from fineforge.model.gpt import GPT, GPTConfig
 from fineforge.model.shards import ShardError, write_shard_set

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fineforge.flows.cli import app
 from fineforge.model.chat import Conversation, render
-from fineforge.model.conversation_data import conversation_split
+from fineforge.model.conversation_shards import conversation_split
 from fineforge.model.tokenizer import load_tokenizer
 
 runner = CliRunner()
