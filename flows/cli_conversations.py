@@ -14,7 +14,7 @@ conversations_app = typer.Typer(no_args_is_help=True)
 
 SUMMARY_KEYS = ("conversations_in", "conversations_out", "conversations_train", "conversations_val", "tokens_train",
                 "trainable_tokens_train", "tokens_val", "trainable_tokens_val", "mean_conversation_tokens",
-                "max_conversation_tokens", "padding_fraction", "shards")
+                "max_conversation_tokens", "context_length", "shards")
 SOURCE_ROWS = {"kind": "kind", "in": "conversations_in", "out": "conversations_out",
                "train (with repeats)": "conversations_train", "val": "conversations_val",
                "trainable tokens (train)": "trainable_tokens_train", "weight": "weight", "epochs": "epochs",

@@ -16,7 +16,6 @@ import itertools
 import logging
 import random
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,7 +182,6 @@ def conversation_manifest(config: ConversationsConfig, tokenizer: Tokenizer, dty
 
 def write_conversations(config: ConversationsConfig, output_dir: Path, tokenizer: Tokenizer) -> dict:
     """The stage's work: every source into shards + manifest + records in `output_dir`; return the stats."""
-    started = time.time()
     output_dir.mkdir(parents=True, exist_ok=True)
     dtype = shard_dtype(tokenizer.vocab_size)
     writer = ShardSetWriter(output_dir, dtype, config.shard_tokens)
@@ -198,10 +196,10 @@ def write_conversations(config: ConversationsConfig, output_dir: Path, tokenizer
         shutil.copyfile(config.tokenizer, output_dir / TOKENIZER_COPY)
         manifest["tokenizer_file"] = TOKENIZER_COPY
     write_manifest(output_dir, manifest)
-    return conversation_statistics(manifest, sources, time.time() - started)
+    return conversation_statistics(manifest, sources)
 
 
-def conversation_statistics(manifest: dict, sources: list[dict], seconds: float) -> dict:
+def conversation_statistics(manifest: dict, sources: list[dict]) -> dict:
     """The stage's stats.json body: totals per split, drops and changes by reason, lengths, loss share per source."""
     weighted = [s["weight"] * s["trainable_tokens_train"] for s in sources]
     for source, share in zip(sources, weighted, strict=True):
@@ -220,10 +218,8 @@ def conversation_statistics(manifest: dict, sources: list[dict], seconds: float)
         "mean_conversation_tokens": round(mean, 1),
         "max_conversation_tokens": max((s["max_conversation_tokens"] for s in sources), default=0),
         "context_length": manifest["context_length"],
-        "padding_fraction": round(1 - mean / manifest["context_length"], 4) if out else 0.0,
         "shards": len(manifest["shards"]),
         "tokenizer": manifest["tokenizer"],
-        "build_seconds": round(seconds, 3),
         "sources": sources,
     }
 
