@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-WORD = re.compile(r"\S+")
+WORD_AND_SPACE = re.compile(r"\S+\s*")  # a word with the whitespace after it
 URL_WORD_SEPARATORS = re.compile(r"[-_+.]+")
 SENTENCE_END = (".", "!", "?", ":", ";", ",")
 
@@ -50,13 +50,13 @@ def chunk_words(text: str, words: int, overlap: int) -> list[str]:
 
     The last window ends at the last word; no window lies wholly inside the one before it.
     """
-    spans = [m.span() for m in WORD.finditer(text)]
+    tokens = WORD_AND_SPACE.findall(text.lstrip())
     stride = words - overlap
     chunks = []
-    for start in range(0, len(spans), stride):
-        end = min(start + words, len(spans))
-        chunks.append(text[spans[start][0] : spans[end - 1][1]])
-        if end == len(spans):
+    for start in range(0, len(tokens), stride):
+        end = min(start + words, len(tokens))
+        chunks.append("".join(tokens[start:end]).rstrip())
+        if end == len(tokens):
             break
     return chunks
 
@@ -75,8 +75,8 @@ def url_title(url: str) -> str:
 
 def document_title(text: str, url: str, max_words: int) -> str:
     """The first line when it reads like a title (at most `max_words` words, no sentence end), else from the URL."""
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    if first and len(first.split()) <= max_words and not first.endswith(SENTENCE_END):
+    first = text.lstrip().split("\n", 1)[0].strip()
+    if first and len(first.split(None, max_words)) <= max_words and not first.endswith(SENTENCE_END):
         return first
     return url_title(url)
 
