@@ -5,6 +5,7 @@ Every test runs real code in a real sandbox (namespaces via util-linux `unshare`
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import socket
@@ -124,7 +125,7 @@ def test_work_dir_and_home_are_invisible(sandbox, tmp_path):
     hidden = sorted(p.name for p in home.iterdir() if p.name not in on_the_way)
     assert hidden, "expected something in the home folder to hide"
     seen = sandbox.run(f"import os; print(sorted(os.listdir({str(home)!r})))\n")
-    assert not set(hidden) & set(eval(seen.stdout or "[]")), seen
+    assert seen.ok and not set(hidden) & set(ast.literal_eval(seen.stdout)), seen
 
 
 def test_writing_outside_tmp_is_blocked(sandbox, tmp_path):
