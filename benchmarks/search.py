@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from fineforge.tasks.search.config import CORPUS_STAGE, SearchIndexConfig, corpus_dumps, corpus_files
 from fineforge.tasks.search.index import TITLE_BOOST, SearchHit, parquet_documents, query_words
-from fineforge.tasks.search.job import CORPUS_STAGE, SearchIndexConfig, build_search_index, corpus_dumps, corpus_files
+from fineforge.tasks.search.job import build_search_index
 from fineforge.tasks.search.passages import document_passages
 from fineforge.tasks.search.query import CANDIDATES_PER_HIT, CorpusSearch, best_per_document
 from testkit.search_corpus import synthetic_documents, write_dump

@@ -65,7 +65,7 @@ def build(
     """Index the built corpus (<workdir>/<dump>/scrubbed/) into <workdir>/all-dumps/search/, updating changed dumps."""
     from pydantic import ValidationError
 
-    from fineforge.tasks.search.job import SearchIndexConfig
+    from fineforge.tasks.search.config import SearchIndexConfig
 
     try:
         config = SearchIndexConfig(workdir=str(workdir), dumps=dump or None, passage_words=passage_words,

@@ -4,7 +4,8 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from fineforge.tasks.common.stage import stats_rows
-from fineforge.tasks.search.job import SearchIndexConfig, search_index_stage
+from fineforge.tasks.search.config import SearchIndexConfig
+from fineforge.tasks.search.job import search_index_stage
 
 
 @flow(name="search_index", description="Index the built corpus's passages for full-text (BM25) search.")

@@ -48,13 +48,15 @@ class Passage:
 def chunk_words(text: str, words: int, overlap: int) -> list[str]:
     """Windows of `words` words, each starting `words - overlap` words after the previous one.
 
-    The last window ends at the last word; no window lies wholly inside the one before it.
+    The last window ends at the last word and, in a text of at least `words` words, is `words` long too
+    (sharing more with the one before it); no window lies wholly inside another.
     """
     tokens = WORD_AND_SPACE.findall(text.lstrip())
     stride = words - overlap
     chunks = []
     for start in range(0, len(tokens), stride):
         end = min(start + words, len(tokens))
+        start = max(0, end - words)  # the last window is as long as the others: it starts earlier
         chunks.append("".join(tokens[start:end]).rstrip())
         if end == len(tokens):
             break

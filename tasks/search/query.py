@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fineforge.tasks.search.config import index_path, indexed_dumps
 from fineforge.tasks.search.index import SearchError, SearchHit, open_index, query_words, search_index
-from fineforge.tasks.search.job import index_path, indexed_dumps
 
 DEFAULT_K = 3
 # Passages fetched per wanted hit, so that k distinct documents remain after keeping each one's best passage.

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fineforge.flows.cli import app
-from fineforge.tasks.search.job import index_path
+from fineforge.tasks.search.config import index_path
 from testkit.search_corpus import write_sample_corpus
 
 runner = CliRunner()

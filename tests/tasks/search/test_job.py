@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 from fineforge.tasks.common.stage import STATS_FILE
+from fineforge.tasks.search.config import SearchIndexConfig, corpus_dumps, index_path, indexed_dumps
 from fineforge.tasks.search.index import SearchError
-from fineforge.tasks.search.job import SearchIndexConfig, build_search_index, corpus_dumps, index_path, indexed_dumps
+from fineforge.tasks.search.job import build_search_index
 from fineforge.tasks.search.query import CorpusSearch
 from testkit.search_corpus import BENCH_DUMP, write_dump, write_sample_corpus
 

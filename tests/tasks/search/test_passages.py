@@ -19,11 +19,14 @@ def test_windows_overlap_and_cover_every_word():
     chunks = chunk_words(text, words=4, overlap=2)
     assert [words_of(c)[0] for c in chunks] == ["w0", "w2", "w4", "w6"]
     assert words_of(chunks[-1]) == ["w6", "w7", "w8", "w9"]  # ends at the last word; no window inside another
+    chunks = chunk_words(text, words=4, overlap=0)
+    assert [words_of(c)[0] for c in chunks] == ["w0", "w4", "w6"]  # the last one full length: w6..w9
 
 
 def test_windows_keep_the_documents_own_spacing():
     text = "Title line\n\nFirst  sentence here.\tSecond one."
-    assert chunk_words(text, words=3, overlap=0) == ["Title line\n\nFirst", "sentence here.\tSecond", "one."]
+    assert chunk_words(text, words=3, overlap=0) == ["Title line\n\nFirst", "sentence here.\tSecond",
+                                                     "here.\tSecond one."]
     assert chunk_words("  short text  ", words=50, overlap=10) == ["short text"]
     assert chunk_words(" \n ", words=5, overlap=0) == []
 
