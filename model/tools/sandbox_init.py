@@ -13,11 +13,13 @@ import json
 import math
 import os
 import resource
+import shutil
 import signal
 import sys
 
 # <sys/mount.h>
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MNT_DETACH = 2  # <sys/mount.h> umount2 flag
 PR_SET_NO_NEW_PRIVS = 38
 WALL_MARGIN_SECONDS = 1  # the parent kills at the wall-clock limit; this is the backstop if the parent died
 SETUP_FAILED = 125  # exit status when the sandbox could not be set up (the status pipe says why)
@@ -113,6 +115,18 @@ def run_code(config: dict, root: str | None, status_fd: int) -> None:
     os.execve(config["python"], [config["python"], *config["python_args"], CODE_FILE], config["env"])
 
 
+def remove_mount_point(config: dict) -> None:
+    """Leave nothing on the host, even if the parent died: the mount point (or the unsafe mode's directory)."""
+    try:
+        if config["isolate"]:
+            _libc.umount2(config["root"].encode(), MNT_DETACH)
+            os.rmdir(config["root"])
+        else:
+            shutil.rmtree(config["root"])
+    except OSError:
+        pass  # the parent removes it too
+
+
 def _fail(status_fd: int, error: BaseException) -> None:
     os.write(status_fd, f"failed: {type(error).__name__}: {error}\n".encode())
     os._exit(SETUP_FAILED)
@@ -140,6 +154,7 @@ def main() -> None:
     signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
     signal.alarm(math.ceil(config["limits"]["wall_seconds"]) + WALL_MARGIN_SECONDS)
     _, status = os.waitpid(child, 0)
+    remove_mount_point(config)
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)
 

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -185,13 +186,15 @@ def test_processes_left_behind_end_with_the_code():
 
 
 def test_code_does_not_outlive_a_dead_engine(tmp_path):
-    """If the engine dies mid-call, the sandbox's own backstop still ends the code after the wall-clock limit."""
+    """If the engine dies mid-call, the sandbox's own backstop still ends the code after the wall-clock limit
+    and removes its mount point."""
     script = tmp_path / "engine.py"
     script.write_text(code(f"""
         from fineforge.model.tools.sandbox import PythonSandbox, SandboxLimits
         PythonSandbox(SandboxLimits(wall_seconds=1, uid_range=({FIXED_UID}, {FIXED_UID + 1}))).run(
             "import time\\nprint('x', flush=True)\\ntime.sleep(60)\\n")
     """))
+    mount_points_before = set(Path(tempfile.gettempdir()).glob("fineforge-sandbox-*"))
     engine = subprocess.Popen([sys.executable, str(script)])
     deadline = time.monotonic() + 30
     while not processes_of(FIXED_UID) and time.monotonic() < deadline:
@@ -200,6 +203,11 @@ def test_code_does_not_outlive_a_dead_engine(tmp_path):
     engine.send_signal(signal.SIGKILL)
     engine.wait()
     assert processes_after(FIXED_UID) == []
+    deadline = time.monotonic() + 10
+    while (left := set(Path(tempfile.gettempdir()).glob("fineforge-sandbox-*")) - mount_points_before) and (
+            time.monotonic() < deadline):
+        time.sleep(0.05)
+    assert not left  # the launcher removed its mount point itself
 
 
 def test_ten_gigabyte_allocation_fails_quickly(sandbox):
