@@ -85,7 +85,7 @@ def ask_in_terminal(question: Question) -> Answer:
     else:
         console.rule(f"prompt {question.position} of {question.total} ({sampled.prompt_id})")
         for message in sampled.prompt:
-            console.print(Text(f"{message['role']}: ", style="bold"), Text(message["content"]))
+            console.print(Text.assemble((f"{message['role']}: ", "bold"), message["content"]))
         for number, completion in enumerate(sampled.completions, 1):
             console.print(Panel(Text(completion.text), title=str(number), title_align="left"))
     wanted = "best and worst (e.g. 2 4)" if question.mode == BEST_WORST else "order, best first (e.g. 2,1,3)"

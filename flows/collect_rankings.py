@@ -19,7 +19,8 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from fineforge.tasks.preferences.config import BEST_WORST, RankingConfig
-from fineforge.tasks.preferences.sampling import CompletionSampler, sample_completions
+from fineforge.tasks.preferences.sampling import CompletionSampler
+from fineforge.tasks.preferences.sampling_task import sample_completions
 from fineforge.tasks.preferences.session import RANK, SKIP, STOP, Answer, Question, SessionSummary, run_session
 
 log = logging.getLogger(__name__)

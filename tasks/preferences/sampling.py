@@ -21,9 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from fineforge.tasks.preferences.config import RankingConfig
 from fineforge.tasks.preferences.importers import content_id
 from fineforge.tasks.preferences.jsonl import AppendOnlyJsonl
@@ -152,8 +149,3 @@ class CompletionSampler:
                   "sampling": settings.model_dump(), "time": datetime.now(UTC).isoformat(timespec="seconds")}
         return SampledPrompt.from_texts(prompt, [self.tokenizer.decode(s.tokens) for s in samples], source)
 
-
-@task(name="sample-completions", task_run_name="sample {prompt.id}", cache_policy=NO_CACHE)
-def sample_completions(sampler: CompletionSampler, prompt: RankingPrompt) -> SampledPrompt:
-    """A Prefect task sampling one prompt's completions (so each shows in the flow run with its time)."""
-    return sampler.sample(prompt)
