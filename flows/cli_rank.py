@@ -51,7 +51,7 @@ def rank(
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
     sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     values["sampling"] = {**values.get("sampling", {}), **{k: v for k, v in sampling.items() if v is not None}}
-    values.setdefault("judge", getpass.getuser())
+    values["judge"] = values.get("judge") or getpass.getuser()  # the terminal has no form to type a name into
     try:
         config = RankingConfig.model_validate(values)
         sampler = CompletionSampler(config)

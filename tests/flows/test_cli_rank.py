@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import subprocess
 import sys
 import time
 
@@ -125,3 +126,11 @@ def test_a_wrong_config_is_one_line_naming_the_field(session, tmp_path):
     assert result.exit_code == 2 and "mode: Input should be 'order' or 'best_worst'" in result.output
     assert not dataset.exists()
 
+
+
+def test_the_terminal_session_never_imports_prefect():
+    """Prefect's import in an interactive terminal sends first-use telemetry; ranking in one needs no Prefect."""
+    code = ("import sys; from fineforge.flows.cli import app; from fineforge.flows.cli_rank import ask_in_terminal; "
+            "from fineforge.tasks.preferences import session; print(sorted(m for m in sys.modules if 'prefect' in m))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
