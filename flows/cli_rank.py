@@ -22,8 +22,8 @@ QUIT, SKIP_KEY = "q", "s"
 
 
 def rank(
-    config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the session (the same as "
-                                     "`fineforge preferences collect` takes); the options below override it."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the session (the "
+                                     "collect_rankings flow's fields); the options below override it."),
     checkpoint: Path = typer.Option(None, help="A checkpoint folder, or a run folder (its newest checkpoint)."),
     prompts: Path = typer.Option(None, help="JSONL prompts: {\"messages\": [...]} or {\"prompt\": text}."),
     dataset: Path = typer.Option(None, help="The rankings dataset (JSONL) each judgement is appended to."),

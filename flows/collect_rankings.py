@@ -93,6 +93,7 @@ def question_markdown(question: Question) -> str:
 
 
 def summary_markdown(summary: SessionSummary) -> str:
+    """The session's summary as a markdown table."""
     rows = "\n".join(f"| {name} | {value} |" for name, value in summary.counts().items())
     return f"| | |\n|---|---|\n{rows}"
 
@@ -104,7 +105,7 @@ def collect_rankings(config: CollectRankingsConfig) -> dict:
     sampler = CompletionSampler(config)  # a bad tokenizer fails here, before anything is sampled
 
     def ask(question: Question) -> Answer:
-        form = OrderForm if question.mode != BEST_WORST else BestWorstForm
+        form = BestWorstForm if question.mode == BEST_WORST else OrderForm
         # the name a person entered last is prefilled; a Field keeps its help text in the form
         prefilled = form.with_initial_data(description=question_markdown(question),
                                            judge=Field(question.judge, description=JUDGE_HELP))

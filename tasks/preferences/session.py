@@ -76,7 +76,7 @@ class SessionSummary:
     judgements_in_dataset: int = 0
 
     def counts(self) -> dict[str, int | bool | str]:
-        """The summary as name -> number (lists as their lengths)."""
+        """The summary as name -> value (the dataset's path, then counts: lists as their lengths)."""
         return {name: len(value) if isinstance(value, list) else value for name, value in vars(self).items()}
 
 

@@ -35,9 +35,53 @@ PROMPTS = [{"id": "p-1", "prompt": "Name a prime number."}, {"id": "p-2", "promp
 SECONDS = 180
 
 
+class PrefectUI:
+    """What a person does in the Prefect UI, as the calls the UI makes to the API."""
+
+    def __init__(self, client, deployment_id) -> None:
+        self.client, self.deployment_id = client, deployment_id
+
+    def run_button(self, config: dict):
+        """Run the deployment with the form's parameters."""
+        return self.client.create_flow_run_from_deployment(self.deployment_id, parameters={"config": config})
+
+    def next_form(self, run_id, after: str | None = None) -> tuple[str, str, dict]:
+        """When the run is paused for input (at a pause other than `after`): the pause's description key, the
+        form's description and its JSON schema, read the way the UI reads them."""
+        def paused():
+            state = self.client.read_flow_run(run_id).state
+            if state.is_final():
+                pytest.fail(f"the run ended while waiting for a form: {state.type} {state.message}")
+            keyset = state.state_details.run_input_keyset if state.is_paused() else None
+            return keyset if keyset and keyset["description"] != after else None
+
+        keyset = wait_until(paused, SECONDS, "the run to pause for input")
+
+        def read(key: str):
+            return json.loads(self.client.read_flow_run_input(run_id, keyset[key]))
+
+        return keyset["description"], read("description"), read("schema")
+
+    def submit(self, run_id, values: dict):
+        """The resume form's Submit."""
+        return self.client.resume_flow_run(run_id, run_input=values)
+
+    def cancel(self, run_id) -> None:
+        from prefect.states import Cancelling
+
+        self.client.set_flow_run_state(run_id, Cancelling(), force=True)
+
+    def final_state(self, run_id):
+        def final():
+            state = self.client.read_flow_run(run_id).state
+            return state if state.is_final() else None
+
+        return wait_until(final, SECONDS, "a final state")
+
+
 @pytest.fixture(scope="module")
-def client(prefect_server, tmp_path_factory):  # noqa: F811 (the imported fixture)
-    """A Prefect client of the server, whose runner serves `collect_rankings/test` (a deployment, as in the UI)."""
+def ui(prefect_server, tmp_path_factory):  # noqa: F811 (the imported fixture)
+    """The Prefect UI of the server, whose runner serves the deployment `collect_rankings/test`."""
     from prefect.client.orchestration import SyncPrefectClient
 
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
@@ -55,8 +99,7 @@ def client(prefect_server, tmp_path_factory):  # noqa: F811 (the imported fixtur
                 except Exception:  # not registered yet
                     return None
 
-            client.deployment = wait_until(deployment, STARTUP_SECONDS, "the served deployment")
-            yield client
+            yield PrefectUI(client, wait_until(deployment, STARTUP_SECONDS, "the served deployment").id)
     finally:
         runner.terminate()
         runner.wait(timeout=60)
@@ -73,51 +116,20 @@ def session(tmp_path):
     return config, read_prompts(prompts).prompts
 
 
-def run_button(client, config: dict):
-    """What the UI's Run button does with the deployment's form."""
-    return client.create_flow_run_from_deployment(client.deployment.id, parameters={"config": config})
-
-
-def next_form(client, run_id, after: str | None = None, seconds: float = SECONDS) -> tuple[str, str, dict]:
-    """When the run is paused for input (at a pause other than `after`): its pause key, the form's description
-    and JSON schema, read the way the UI reads them."""
-    def paused():
-        state = client.read_flow_run(run_id).state
-        if state.is_final():
-            pytest.fail(f"the run ended while waiting for a form: {state.type} {state.message}")
-        keyset = state.state_details.run_input_keyset if state.is_paused() else None
-        return keyset if keyset and keyset["description"] != after else None
-
-    keyset = wait_until(paused, seconds, "the run to pause for input")
-    read = lambda key: json.loads(client.read_flow_run_input(run_id, keyset[key]))  # noqa: E731
-    return keyset["description"], read("description"), read("schema")
-
-
-def submit(client, run_id, values: dict):
-    """What the resume form's Submit does."""
-    return client.resume_flow_run(run_id, run_input=values)
-
-
-def final_state(client, run_id, seconds: float = SECONDS):
-    return wait_until(lambda: (s := client.read_flow_run(run_id).state).is_final() and s, seconds, "a final state")
-
-
-def test_rankings_submitted_in_the_ui_survive_a_cancel_and_a_new_run_resumes(client, session):
+def test_rankings_submitted_in_the_ui_survive_a_cancel_and_a_new_run_resumes(ui, session):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.client.schemas.responses import SetStateStatus
-    from prefect.states import Cancelling
+    from prefect.exceptions import PrefectHTTPStatusError
 
     config, prompts = session
     dataset, samples = RankingsDataset(config["dataset"]), config["dataset"].replace(".jsonl", ".samples.jsonl")
-    from prefect.exceptions import PrefectHTTPStatusError
 
     # a value the form's schema forbids is refused at the Run button, naming the field
     with pytest.raises(PrefectHTTPStatusError, match="config.num_completions"):
-        run_button(client, {**config, "num_completions": 1})
-    missing = run_button(client, {**config, "prompts": config["prompts"] + ".missing"})  # checked at the end
-    run = run_button(client, config)
+        ui.run_button({**config, "num_completions": 1})
+    run = ui.run_button(config)
 
-    pause, description, schema = next_form(client, run.id)
+    pause, description, schema = ui.next_form(run.id)
     p1 = SampleStore(samples).get(prompts[0])
     assert description.startswith("### Prompt 1 of 3 in this run (`p-1`)")
     assert "**user**\n\n> Name a prime number." in description
@@ -125,48 +137,44 @@ def test_rankings_submitted_in_the_ui_survive_a_cancel_and_a_new_run_resumes(cli
     assert list(schema["properties"]) == ["judge", "order", "skip", "stop"]
     assert schema["properties"]["judge"]["default"] == "alice"  # prefilled from the config
 
-    assert submit(client, run.id, {"judge": "bob", "order": "3,1,2", "skip": False, "stop": False}).status == \
+    assert ui.submit(run.id, {"judge": "bob", "order": "3,1,2", "skip": False, "stop": False}).status == \
         SetStateStatus.ACCEPT
-    pause, description, schema = next_form(client, run.id, after=pause)
+    pause, description, schema = ui.next_form(run.id, after=pause)
     dataset.refresh()
-    assert [(j.prompt_id, j.judge, j.order) for j in dataset] == [("p-1", "bob", tuple(p1.completions[n].id for n in
-                                                                                        (2, 0, 1)))]
+    best_first = tuple(p1.completions[n].id for n in (2, 0, 1))
+    assert [(j.prompt_id, j.judge, j.order) for j in dataset] == [("p-1", "bob", best_first)]
     assert description.startswith("### Prompt 2 of 3") and schema["properties"]["judge"]["default"] == "bob"
 
     # the server refuses what the schema does not allow (the UI shows its reason); the run stays paused
-    refused = submit(client, run.id, {"judge": 5, "order": "1,2,3"})
+    refused = ui.submit(run.id, {"judge": 5, "order": "1,2,3"})
     assert refused.status == SetStateStatus.REJECT and "judge" in refused.details.reason
     # a ranking that repeats a completion: the run pauses again with the reason at the top of the form
-    submit(client, run.id, {"judge": "bob", "order": "1,1,2", "skip": False, "stop": False})
-    pause, description, _ = next_form(client, run.id, after=pause)
+    ui.submit(run.id, {"judge": "bob", "order": "1,1,2", "skip": False, "stop": False})
+    pause, description, _ = ui.next_form(run.id, after=pause)
     assert description.startswith("### Prompt 2 of 3")
     assert "**Not stored: completion 1 is given more than one place.**" in description
     p2 = SampleStore(samples).get(prompts[1])
 
-    client.set_flow_run_state(run.id, Cancelling(), force=True)  # the Cancel button
-    assert final_state(client, run.id).is_cancelled()
-    assert [j.prompt_id for j in RankingsDataset(config["dataset"])] == ["p-1"]
+    ui.cancel(run.id)  # the Cancel button, while the run waits for the corrected ranking
+    assert ui.final_state(run.id).is_cancelled()
+    assert [(j.prompt_id, j.order) for j in RankingsDataset(config["dataset"])] == [("p-1", best_first)]
 
     # a new run (here in best/worst mode) resumes at the first unranked prompt with its stored completions
-    rerun = run_button(client, {**config, "mode": "best_worst"})
-    pause, description, schema = next_form(client, rerun.id)
+    rerun = ui.run_button({**config, "mode": "best_worst"})
+    pause, description, schema = ui.next_form(rerun.id)
     assert description.startswith("### Prompt 1 of 2 in this run (`p-2`)")
     assert list(schema["properties"]) == ["judge", "best", "worst", "skip", "stop"]
     assert SampleStore(samples).get(prompts[1]) == p2
-    submit(client, rerun.id, {"judge": "carol", "best": 2, "worst": 3, "skip": False, "stop": False})
-    pause, description, _ = next_form(client, rerun.id, after=pause)
+    ui.submit(rerun.id, {"judge": "carol", "best": 2, "worst": 3, "skip": False, "stop": False})
+    pause, description, _ = ui.next_form(rerun.id, after=pause)
     assert description.startswith("### Prompt 2 of 2 in this run (`p-3`)")
-    submit(client, rerun.id, {"judge": "carol", "best": None, "worst": None, "skip": True, "stop": False})
-    assert final_state(client, rerun.id).is_completed()
+    ui.submit(rerun.id, {"judge": "carol", "best": None, "worst": None, "skip": True, "stop": False})
+    assert ui.final_state(rerun.id).is_completed()
 
     stored = {j.prompt_id: j for j in RankingsDataset(config["dataset"])}
     assert sorted(stored) == ["p-1", "p-2"]
     assert stored["p-2"].order == (p2.completions[1].id, p2.completions[2].id) and stored["p-2"].judge == "carol"
-    artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+    artifacts = ui.client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
         any_=[rerun.id])))
     table = next(a.data for a in artifacts if a.key == "rankings-summary")
     assert "| ranked | 1 |" in table and "| skipped | 1 |" in table and "| remaining | 1 |" in table
-
-    # a config that fits the schema but names a missing file fails at once, naming the field
-    failed = final_state(client, missing.id)
-    assert failed.is_failed() and "config.prompts: Value error, prompts file not found" in failed.message
