@@ -21,7 +21,7 @@ from fineforge.tasks.preferences.prompts import read_prompts
 from fineforge.tasks.preferences.rankings import RankingsDataset
 from fineforge.tasks.preferences.sampling import SampleStore
 from testkit.checkpoints import tiny_bytes_checkpoint
-from tests.flows.test_data_schedule import STARTUP_SECONDS, prefect_server, wait_until  # noqa: F401 (a fixture)
+from testkit.prefect_server import STARTUP_SECONDS, prefect_server, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -80,29 +80,29 @@ class PrefectUI:
 
 
 @pytest.fixture(scope="module")
-def ui(prefect_server, tmp_path_factory):  # noqa: F811 (the imported fixture)
-    """The Prefect UI of the server, whose runner serves the deployment `collect_rankings/test`."""
+def ui(tmp_path_factory):
+    """The Prefect UI of a real server, whose runner serves the deployment `collect_rankings/test`."""
     from prefect.client.orchestration import SyncPrefectClient
 
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-           "PREFECT_LOGGING_EXTRA_LOGGERS": "fineforge"}
-    log = tmp_path_factory.mktemp("runner") / "runner.log"
-    with open(log, "wb") as out:
-        runner = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        with SyncPrefectClient(prefect_server) as client:
+    folder = tmp_path_factory.mktemp("prefect")
+    with prefect_server(folder / "server") as url, SyncPrefectClient(url) as client:
+        env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+               "PREFECT_LOGGING_EXTRA_LOGGERS": "fineforge"}
+        with open(folder / "runner.log", "wb") as out:
+            runner = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
             def deployment():
                 if runner.poll() is not None:
-                    pytest.fail(log.read_text()[-3000:])
+                    pytest.fail((folder / "runner.log").read_text()[-3000:])
                 try:
                     return client.read_deployment_by_name("collect_rankings/test")
                 except Exception:  # not registered yet
                     return None
 
             yield PrefectUI(client, wait_until(deployment, STARTUP_SECONDS, "the served deployment").id)
-    finally:
-        runner.terminate()
-        runner.wait(timeout=60)
+        finally:
+            runner.terminate()
+            runner.wait(timeout=60)
 
 
 @pytest.fixture
