@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fineforge.model.pretrain import SUMMARY_FILE
 from fineforge.model.shards import load_manifest, write_shard_set
 from fineforge.model.tokenizer import load_tokenizer
 from fineforge.model.tracking import read_metrics
-from fineforge.tasks.training.torchrun import LaunchConfig, run_command, torchrun_command
+from fineforge.model.trainer import SUMMARY_FILE
+from fineforge.tasks.training.launch import LaunchConfig, run_command, torchrun_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
