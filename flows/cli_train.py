@@ -40,6 +40,8 @@ def pretrain_command(
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override."),
     preset: str = typer.Option(None, "--model", "-m", help="Model preset: tiny, small-cpu, gpt2-124m, ..."),
     max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
     settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set lr=6e-4 (repeatable)."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
     torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Multi-node torchrun argument, e.g. "
@@ -63,8 +65,8 @@ def pretrain_command(
             fail(f"cannot read config file {config_file}: {e}")
         if not isinstance(values, dict):
             fail(f"config file {config_file}: expected a JSON object of trainer fields")
-    options = {"data_dir": str(data) if data else None, "run_dir": str(run_dir) if run_dir else None,
-               "model": preset, "max_steps": max_steps}
+    paths = {"data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
+    options = {**{k: str(v) for k, v in paths.items() if v is not None}, "model": preset, "max_steps": max_steps}
     values.update({k: v for k, v in options.items() if v is not None})
     values.update(parse_settings(settings or []))
     for required, flag in (("data_dir", "--data"), ("run_dir", "--run-dir")):

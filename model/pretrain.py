@@ -20,7 +20,7 @@ from fineforge.model.data import DataPosition, TokenLoader, split_shards
 from fineforge.model.engine import Engine, SamplingConfig
 from fineforge.model.gpt import GPT, GPTConfig
 from fineforge.model.shards import ShardError, tokenizer_spec
-from fineforge.model.tokenizer import Tokenizer, load_tokenizer
+from fineforge.model.tokenizer import Tokenizer, TokenizerError, load_tokenizer
 from fineforge.model.trainer import BatchLoss, Stage, StagePlan, TrainerConfig, World, main
 
 
@@ -98,7 +98,10 @@ class PretrainStage(Stage):
         self.train_shards, manifest = split_shards(c.data_dir, "train", verify=c.verify_shards and verify_data)
         self.val_shards, _ = split_shards(c.data_dir, "val", verify=False)
         self.tokenizer_spec = c.tokenizer or tokenizer_spec(c.data_dir, manifest)
-        self.tokenizer = load_tokenizer(self.tokenizer_spec, c.tokenizer_dir)
+        try:
+            self.tokenizer = load_tokenizer(self.tokenizer_spec, c.tokenizer_dir)
+        except TokenizerError as exc:
+            raise ConfigError(f"pretrain config fields 'tokenizer'/'tokenizer_dir': {exc}") from exc
         if manifest["vocab_size"] > self.tokenizer.vocab_size:
             raise ConfigError(f"shards of vocabulary {manifest['vocab_size']} do not fit tokenizer "
                               f"{self.tokenizer_spec} ({self.tokenizer.vocab_size})")
@@ -109,7 +112,8 @@ class PretrainStage(Stage):
             try:  # each split must hold at least one micro-step of windows
                 TokenLoader(shards, c.micro_batch_size, seq_len, 0, world_size)
             except ShardError as exc:
-                raise ShardError(f"{c.data_dir}, {split} split: {exc}") from exc
+                raise ShardError(f"{c.data_dir}, {split} split: {exc} (use a smaller micro_batch_size or "
+                                 "block_size, or more data)") from exc
         tokenizer = {"spec": self.tokenizer_spec, "name": self.tokenizer.name,
                      "vocab_size": self.tokenizer.vocab_size}
         return StagePlan(micro_steps, self.model_config.to_dict(), {"tokenizer": tokenizer})

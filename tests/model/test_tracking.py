@@ -17,15 +17,6 @@ def abandon(tracker: Tracker) -> None:
     tracker._jsonl.close()
 
 
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory) -> str:
-    """One real MLflow store (SQLite) for the module: creating its schema takes seconds; runs are per test."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        yield uri
-
-
 @pytest.fixture
 def client(mlflow_uri) -> MlflowClient:
     return MlflowClient(mlflow_uri)
