@@ -207,6 +207,7 @@ class Stage(ABC):
 
 
 def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and python's RNGs."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefect import task
+from prefect import Task, task
+from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
+from prefect.states import State
 
 from fineforge.tasks.training.launch import LaunchConfig, TorchrunError, run_command, torchrun_command
 
 
-def retry_unless_refused(task, task_run, state) -> bool:
+def retry_unless_refused(task: Task, task_run: TaskRun, state: State) -> bool:
     """Prefect's retry condition: relaunch after a failure of the running job, never after a refusal."""
     error = state.result(raise_on_failure=False)
     return not (isinstance(error, TorchrunError) and error.refused)
