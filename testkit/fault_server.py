@@ -34,11 +34,12 @@ class Fault:
 
 @dataclass(frozen=True)
 class Request:
-    """A request the server received: when, which path, from which byte."""
+    """A request the server received: when, which path, from which byte, with which Authorization header."""
 
     at: float
     path: str
     start: int
+    authorization: str
 
 
 class FaultyFileServer:
@@ -70,9 +71,9 @@ class FaultyFileServer:
         self._server.server_close()
         self._thread.join()
 
-    def _next(self, path: str, start: int) -> Fault | None:
+    def _next(self, request: Request) -> Fault | None:
         with self._lock:
-            self.requests.append(Request(time.monotonic(), path, start))
+            self.requests.append(request)
             return self.faults.popleft() if self.faults else None
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -88,7 +89,7 @@ class FaultyFileServer:
                 path = self.path.split("?", 1)[0]
                 requested = self.headers.get("Range", "bytes=0-")
                 start = int(requested.removeprefix("bytes=").split("-", 1)[0] or 0)
-                fault = server._next(path, start)
+                fault = server._next(Request(time.monotonic(), path, start, self.headers.get("Authorization", "")))
                 data = server.files.get(path)
                 if data is None:
                     self._empty(404)

@@ -8,6 +8,7 @@ the transport's `transient` tuple. The library's own retries are off, so every t
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 from fineforge.tasks.filter.remote import (
@@ -22,6 +23,9 @@ from fineforge.tasks.filter.remote import (
 )
 
 DEFAULT_S3_REGION = "us-east-1"  # CommonCrawl's bucket
+# Credentials of a local S3-compatible store (a bucket in `s3_endpoints`), by names of their own: the
+# standard AWS_* variables would also sign requests to AWS buckets such as s3://commoncrawl.
+LOCAL_STORE_KEY_ENV = ("FINEFORGE_S3_ACCESS_KEY_ID", "FINEFORGE_S3_SECRET_ACCESS_KEY")
 
 
 def error_for_status(uri: str, status: int, detail: str = "") -> OSError:
@@ -32,6 +36,12 @@ def error_for_status(uri: str, status: int, detail: str = "") -> OSError:
     if status in (401, 403):
         return PermissionError(message)
     return RemoteReadError(message)
+
+
+def local_store_credentials() -> dict[str, str]:
+    """botocore client arguments with the local store's credentials, when its variables are set."""
+    key, secret = (os.environ.get(name) for name in LOCAL_STORE_KEY_ENV)
+    return {"aws_access_key_id": key, "aws_secret_access_key": secret} if key and secret else {}
 
 
 def empty_stream() -> OpenedStream:
@@ -83,7 +93,11 @@ class HttpTransport:
 
 
 class S3Transport:
-    """GetObject with `Range: bytes=<offset>-`; the bucket's endpoint from the config (AWS when not given)."""
+    """GetObject with `Range: bytes=<offset>-`; the bucket's endpoint from the config (AWS when not given).
+
+    A bucket of a local store signs with the FINEFORGE_S3_* credentials when set; AWS buckets use the
+    standard credential chain, or no signature with `s3_anonymous`.
+    """
 
     def __init__(self, uri: str, config: RemoteReadConfig):
         import botocore.session
@@ -106,7 +120,10 @@ class S3Transport:
         )
         session = botocore.session.get_session()
         region = session.get_config_variable("region") or DEFAULT_S3_REGION
-        self._client = session.create_client("s3", region_name=region, endpoint_url=endpoint, config=client_config)
+        credentials = local_store_credentials() if endpoint else {}
+        self._client = session.create_client(
+            "s3", region_name=region, endpoint_url=endpoint, config=client_config, **credentials
+        )
 
     def open(self, offset: int) -> OpenedStream:
         from botocore.exceptions import ClientError

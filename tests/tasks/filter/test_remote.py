@@ -61,15 +61,21 @@ def test_faulty_https_read_equals_clean_read(warc_bytes, clean_documents):
     assert requests[5].at - requests[4].at >= FAST["read_timeout_s"]  # the stall was detected by the timeout
 
 
-def test_s3_read_through_a_bucket_endpoint(warc_bytes, clean_documents):
+def test_s3_read_through_a_bucket_endpoint(warc_bytes, clean_documents, monkeypatch):
+    monkeypatch.setenv("FINEFORGE_S3_ACCESS_KEY_ID", "local-store-key")
+    monkeypatch.setenv("FINEFORGE_S3_SECRET_ACCESS_KEY", "local-store-secret")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "aws-key")  # never used for a bucket of the local store
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
     faults = [Fault("status", status=503), Fault("reset", after_bytes=BLOCK + 3)]
     with FaultyFileServer({"/local-bucket/crawl/" + SAMPLE: warc_bytes}, faults) as server:
-        config = RemoteReadConfig(**FAST, s3_endpoints={"local-bucket": server.endpoint}, s3_anonymous=True)
+        config = RemoteReadConfig(**FAST, s3_endpoints={"local-bucket": server.endpoint})
         counts = Counter()
         documents = documents_of(f"s3://local-bucket/crawl/{SAMPLE}", counts, config)
-        starts = [r.start for r in server.requests]
+        requests = server.requests
     assert documents == clean_documents
+    starts = [r.start for r in requests]
     assert counts["remote_retries"] == 2 and starts[:2] == [0, 0] and starts[2] > 0
+    assert all("Credential=local-store-key/" in r.authorization for r in requests)
 
 
 def test_missing_file_is_unreadable_without_retries(warc_bytes):
