@@ -1,8 +1,11 @@
 """Launch a `model.<stage>` training module under torchrun as a subprocess, streaming its log into Prefect.
 
-Single node by default (`--standalone --nproc-per-node N`); multi-node launcher arguments (`--nnodes`,
-`--node-rank`, `--rdzv-endpoint`, ...) replace `--standalone`. A nonzero exit fails the task; a retry runs
-the same command again, and the training module resumes from its newest checkpoint.
+Single node by default (`--standalone --nproc-per-node N`). Several nodes: every node runs the same
+command with its own `node_rank` and the same rendezvous (`rdzv_endpoint`, `rdzv_id`). Node 0 runs the
+Prefect flow (which opens the MLflow run); the other nodes run only `torchrun_command`'s command line, with
+the same MLFLOW_TRACKING_URI and MLFLOW_RUN_ID in their environment, so that global rank 0, wherever the
+rendezvous puts it, joins that one run and no other process tracks anything. A nonzero exit fails the task;
+a retry runs the same command again, and the training module resumes from its newest checkpoint.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 from prefect import task
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +37,83 @@ class TorchrunError(RuntimeError):
     """torchrun exited with a nonzero status."""
 
 
+# torchrun flags that set the node layout: they are LaunchConfig fields, never raw launcher arguments.
+NODE_LAYOUT_FLAGS = ("--standalone", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-id", "--rdzv-backend",
+                     "--nproc-per-node", "--master-addr", "--master-port")  # fmt: skip
+
+
 class LaunchConfig(BaseModel):
-    """How torchrun starts the worker processes."""
+    """How torchrun starts the worker processes: this node's processes and, for several nodes, the rendezvous."""
+
+    model_config = ConfigDict(extra="forbid")
 
     nproc_per_node: int = Field(1, ge=1, description="Worker processes on this node (one per GPU).")
+    nnodes: int = Field(1, ge=1, description="Nodes of the run; more than one needs rdzv_endpoint.")
+    node_rank: int = Field(0, ge=0, description="This node's index; node 0 runs the flow and opens the MLflow run.")
+    rdzv_endpoint: str | None = Field(
+        None, validate_default=True,
+        description="host:port of the rendezvous store, served by the node that hosts it (e.g. node0:29400).",
+    )  # fmt: skip
+    rdzv_id: str = Field("fineforge", min_length=1, description="Id shared by the nodes of one run, new per run.")
+    rdzv_backend: Literal["c10d", "static"] = Field(
+        "c10d", description="c10d: ranks assigned at rendezvous (elastic); static: rank order follows node_rank."
+    )
     launcher_args: list[str] = Field(
         default_factory=list,
-        description="torchrun arguments for multi-node runs (e.g. --nnodes 2 --node-rank 0 --rdzv-backend c10d "
-        "--rdzv-endpoint host:29400 --rdzv-id run1); they replace --standalone.",
+        description="Further torchrun arguments (e.g. --max-restarts 3); the node layout has its own fields.",
     )
     retries: int = Field(2, ge=0, description="Relaunches after a failure; each resumes from the newest checkpoint.")
 
+    @field_validator("node_rank")
+    @classmethod
+    def _node_rank_below_nnodes(cls, value: int, info: ValidationInfo) -> int:
+        nnodes = info.data.get("nnodes", 1)
+        if value >= nnodes:
+            raise ValueError(f"must be below nnodes ({nnodes})")
+        return value
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _endpoint_for_several_nodes(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("nnodes", 1) > 1:
+                raise ValueError("required when nnodes > 1 (host:port of the rendezvous)")
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+    @field_validator("launcher_args")
+    @classmethod
+    def _no_layout_flags(cls, value: list[str]) -> list[str]:
+        for argument in value:
+            flag = argument.split("=", 1)[0].replace("_", "-")  # torchrun takes both spellings
+            if flag in NODE_LAYOUT_FLAGS:
+                raise ValueError(f"{flag} is set by the fields nproc_per_node, nnodes, node_rank and rdzv_*")
+        return value
+
+    @property
+    def standalone(self) -> bool:
+        """One node with a private rendezvous (torchrun --standalone)."""
+        return self.nnodes == 1 and self.rdzv_endpoint is None
+
+
+def node_arguments(launch: LaunchConfig) -> list[str]:
+    """torchrun's node layout arguments: --standalone, or the rendezvous of several nodes."""
+    if launch.standalone:
+        return ["--standalone"]
+    return [
+        "--nnodes", str(launch.nnodes), "--node-rank", str(launch.node_rank), "--rdzv-backend", launch.rdzv_backend,
+        "--rdzv-endpoint", launch.rdzv_endpoint, "--rdzv-id", launch.rdzv_id,
+    ]  # fmt: skip
+
 
 def torchrun_command(module: str, config_path: str | Path, launch: LaunchConfig) -> list[str]:
-    """The torchrun command line that runs `python -m <module> --config <config_path>` on every rank."""
-    node = launch.launcher_args or ["--standalone"]
+    """The torchrun command line that runs `python -m <module> --config <config_path>` on every rank of this node."""
     return [
-        sys.executable, "-m", "torch.distributed.run", *node, "--nproc-per-node", str(launch.nproc_per_node),
+        sys.executable, "-m", "torch.distributed.run", *node_arguments(launch),
+        "--nproc-per-node", str(launch.nproc_per_node), *launch.launcher_args,
         "-m", module, "--config", str(config_path),
     ]  # fmt: skip
 
