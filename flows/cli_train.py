@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fineforge.flows.cli_output import console, fail
+from fineforge.flows.cli_output import console, fail, validation_message
 
 train_app = typer.Typer(no_args_is_help=True)
 
@@ -36,13 +36,17 @@ def pretrain_command(
     max_steps: int = typer.Option(None, help="Optimizer steps."),
     settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set lr=6e-4 (repeatable)."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
-    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Multi-node torchrun argument, e.g. "
-                                            "--torchrun-arg=--nnodes=2 (repeatable; replaces --standalone)."),
+    nnodes: int = typer.Option(1, help="Nodes of the run; more than 1 needs --rdzv-endpoint."),
+    node_rank: int = typer.Option(0, help="This node's index; nodes other than 0 only run torchrun."),
+    rdzv_endpoint: str = typer.Option(None, help="host:port of the rendezvous, the same on every node."),
+    rdzv_id: str = typer.Option("fineforge", help="Id of this run's rendezvous, the same on every node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument, e.g. "
+                                            "--torchrun-arg=--max-restarts=3 (repeatable)."),
     retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
     mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
 ) -> None:
     """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
-    from dataclasses import fields
+    from dataclasses import asdict, fields
 
     from fineforge.model.pretrain import ConfigError, PretrainConfig, validate_config
     from fineforge.model.shards import ShardError, load_manifest
@@ -74,10 +78,20 @@ def pretrain_command(
     from fineforge.flows.runtime import prepare_runtime
 
     prepare_runtime(Path(config.run_dir))
-    from fineforge.flows.pretrain import PretrainFlowConfig, pretrain
-    from fineforge.tasks.training.torchrun import LaunchConfig
+    from pydantic import ValidationError
 
-    launch = LaunchConfig(nproc_per_node=nproc_per_node, launcher_args=torchrun_args or [], retries=retries)
+    from fineforge.flows.pretrain import PretrainFlowConfig, pretrain
+    from fineforge.tasks.training.torchrun import LaunchConfig, launch_training
+
+    try:
+        launch = LaunchConfig(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank, retries=retries,
+                              rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, launcher_args=torchrun_args or [])
+    except ValidationError as e:
+        fail(validation_message(e))
+    if launch.node_rank > 0:  # node 0's flow owns the Prefect run and the MLflow run
+        node_config = Path(config.run_dir) / f"pretrain_config.node{launch.node_rank}.json"
+        launch_training("fineforge.model.pretrain", asdict(config), node_config, launch)
+        return
     result = pretrain(PretrainFlowConfig(train=config, launch=launch, mlflow_tracking_uri=mlflow_uri))
     table = Table(title="pretraining")
     table.add_column("metric")

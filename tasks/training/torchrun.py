@@ -56,7 +56,9 @@ class LaunchConfig(BaseModel):
     )  # fmt: skip
     rdzv_id: str = Field("fineforge", min_length=1, description="Id shared by the nodes of one run, new per run.")
     rdzv_backend: Literal["c10d", "static"] = Field(
-        "c10d", description="c10d: ranks assigned at rendezvous (elastic); static: rank order follows node_rank."
+        "c10d",
+        description="c10d: ranks assigned at rendezvous (global rank 0 may be on any node, so every node needs "
+        "MLFLOW_RUN_ID); static: global rank 0 is on node 0.",
     )
     launcher_args: list[str] = Field(
         default_factory=list,
@@ -148,10 +150,19 @@ def run_command(command: list[str], env: dict[str, str] | None = None, logger: l
         raise TorchrunError(f"torchrun exited with status {code}{reason}\nlast lines:\n" + "\n".join(tail))
 
 
-@task(name="torchrun")
-def torchrun_task(module: str, config: dict, config_path: str, launch: LaunchConfig, env: dict[str, str]) -> None:
-    """Write the stage's JSON config and run the module under torchrun (retries set by the caller)."""
+def launch_training(module: str, config: dict, config_path: str | Path, launch: LaunchConfig,
+                    env: dict[str, str] | None = None, logger: logging.Logger | None = None) -> None:  # fmt: skip
+    """Write the stage's JSON config and run the module under torchrun on this node.
+
+    Nodes other than node 0 call this directly: no Prefect state and no MLflow run of their own.
+    """
     path = Path(config_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2))
-    run_command(torchrun_command(module, path, launch), env=env, logger=get_run_logger())
+    run_command(torchrun_command(module, path, launch), env=env, logger=logger)
+
+
+@task(name="torchrun")
+def torchrun_task(module: str, config: dict, config_path: str, launch: LaunchConfig, env: dict[str, str]) -> None:
+    """`launch_training` as a Prefect task on node 0 (retries set by the caller), its log in the run's log."""
+    launch_training(module, config, config_path, launch, env, get_run_logger())

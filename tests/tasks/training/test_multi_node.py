@@ -8,7 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from fineforge.flows.cli import app
 from fineforge.model.tracking import RUN_ID_ENV, TRACKING_URI_ENV, read_metrics
 from fineforge.tasks.training.torchrun import LaunchConfig, run_command, torchrun_command
 from testkit.shakespeare import write_shakespeare_shards
@@ -76,3 +78,12 @@ def test_two_nodes_train_as_one_node_with_two_processes(tmp_path, shards, mlflow
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [one[s] for s in sorted(one)]
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [r.info.run_id for r in runs] == [run_id]  # no process created a run of its own
+
+
+def test_wrong_node_layout_fails_before_launch_naming_the_field(tmp_path, shards):
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "pretrain", "--data", str(shards), "--run-dir", str(run_dir),
+                                      "--nnodes", "2", "--node-rank", "1"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "rdzv_endpoint: Value error, required when nnodes > 1" in result.output
+    assert not (run_dir / "checkpoints").exists() and not list(run_dir.glob("*.json"))
