@@ -23,6 +23,8 @@ from typing import IO, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
+from fineforge.tasks.filter.warc_input import open_uri
+
 log = logging.getLogger(__name__)
 
 REMOTE_SCHEMES = ("http://", "https://", "s3://")
@@ -241,15 +243,6 @@ class ResilientRemoteFile(io.RawIOBase):
                 log.debug("%s: closing a failed stream: %s", self.uri, e)
 
 
-def open_remote(uri: str, counts: Counter, config: RemoteReadConfig | None = None) -> IO[bytes]:
-    """A buffered, seekable stream over a remote WARC file; requests and retries are counted into `counts`."""
-    from fineforge.tasks.filter.remote_transports import transport_for
-
-    config = config or RemoteReadConfig()
-    raw = ResilientRemoteFile(uri, transport_for(uri, config), config, counts, shared_limiter(config))
-    return io.BufferedReader(raw, buffer_size=config.block_bytes)
-
-
 _LIMITERS: dict[float | None, RateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
@@ -260,10 +253,15 @@ def shared_limiter(config: RemoteReadConfig) -> RateLimiter:
         return _LIMITERS.setdefault(config.requests_per_second, RateLimiter(config.requests_per_second))
 
 
+def open_remote(uri: str, counts: Counter, config: RemoteReadConfig | None = None) -> IO[bytes]:
+    """A buffered, seekable stream over a remote WARC file; requests and retries are counted into `counts`."""
+    from fineforge.tasks.filter.remote_transports import transport_for
+
+    config = config or RemoteReadConfig()
+    raw = ResilientRemoteFile(uri, transport_for(uri, config), config, counts, shared_limiter(config))
+    return io.BufferedReader(raw, buffer_size=config.block_bytes)
+
+
 def open_warc(uri: str, counts: Counter, config: RemoteReadConfig | None = None) -> IO[bytes]:
     """A seekable binary stream on a WARC file: resilient reads for http(s) and s3 URIs, else a local file."""
-    if is_remote(uri):
-        return open_remote(uri, counts, config)
-    from fineforge.tasks.filter.warc_input import open_uri
-
-    return open_uri(uri)
+    return open_remote(uri, counts, config) if is_remote(uri) else open_uri(uri)
