@@ -6,6 +6,7 @@ validates and renders the compose file."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -156,9 +157,10 @@ def test_compose_config_renders_with_generated_credentials(tmp_path):
     command = compose_binary()
     if command is None:
         pytest.skip("no Docker Compose binary here: the structure is checked by the tests above")
-    env_file = tmp_path / ".env"
-    subprocess.run(["sh", str(INFRA / "make-env.sh")], check=True, capture_output=True, env={"HOME": str(tmp_path)})
-    shutil.move(INFRA / ".env", env_file)
+    env_file = tmp_path / ".env"  # never the user's infra/.env
+    environment = {**os.environ, "FINEFORGE_ENV_FILE": str(env_file)}
+    subprocess.run(["sh", str(INFRA / "make-env.sh")], check=True, env=environment)
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     rendered = subprocess.run([*command, "-f", str(COMPOSE), "--env-file", str(env_file), "--profile", "gpu", "config",
                                "--format", "json"], capture_output=True, text=True)  # fmt: skip
     assert rendered.stdout.strip(), rendered.stderr
