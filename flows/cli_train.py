@@ -28,8 +28,11 @@ def parse_settings(settings: list[str]) -> dict:
 
 
 def refusal_message(error) -> str:
-    """One line for a refused flow config: the failed check's own message, else pydantic's, per field."""
-    causes = [e["ctx"]["error"] for e in error.errors() if isinstance(e.get("ctx", {}).get("error"), ValueError)]
+    """One line for a refused flow config: a failed trainer check's own message (it names the field), else
+    pydantic's, per field."""
+    from fineforge.model.config import ConfigError
+
+    causes = [e["ctx"]["error"] for e in error.errors() if isinstance(e.get("ctx", {}).get("error"), ConfigError)]
     return str(causes[0]) if causes else validation_message(error)
 
 
@@ -44,12 +47,18 @@ def pretrain_command(
                                        "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
     settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set lr=6e-4 (repeatable)."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
-    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Multi-node torchrun argument, e.g. "
-                                            "--torchrun-arg=--nnodes=2 (repeatable; replaces --standalone)."),
+    nnodes: int = typer.Option(1, help="Nodes of the run; more than 1 needs --rdzv-endpoint."),
+    node_rank: int = typer.Option(0, help="This node's index; nodes other than 0 only run torchrun."),
+    rdzv_endpoint: str = typer.Option(None, help="host:port of the rendezvous, the same on every node."),
+    rdzv_id: str = typer.Option("fineforge", help="Id of this run's rendezvous, the same on every node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument, e.g. "
+                                            "--torchrun-arg=--max-restarts=3 (repeatable)."),
     retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
     mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
 ) -> None:
     """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
+    from dataclasses import asdict
+
     from pydantic import ValidationError
 
     from fineforge.flows.pretrain_config import PretrainFlowConfig
@@ -74,7 +83,8 @@ def pretrain_command(
             fail(f"{flag} is required (or {required!r} in the config file)")
     try:  # every check of the flow config (data, tokenizer, batch arithmetic, ...) before anything starts
         config = config_from_dict(PretrainConfig, values)
-        launch = LaunchConfig(nproc_per_node=nproc_per_node, launcher_args=torchrun_args or [], retries=retries)
+        launch = LaunchConfig(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank, retries=retries,
+                              rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, launcher_args=torchrun_args or [])
         flow_config = PretrainFlowConfig(train=config, launch=launch, mlflow_tracking_uri=mlflow_uri)
     except ConfigError as e:
         fail(str(e))
@@ -85,9 +95,13 @@ def pretrain_command(
 
     prepare_runtime(Path(config.run_dir))
     from fineforge.flows.pretrain import pretrain
-    from fineforge.tasks.training.launch import TorchrunError
+    from fineforge.tasks.training.launch import TorchrunError, launch_training
 
     try:
+        if launch.node_rank > 0:  # node 0's flow owns the Prefect run; global rank 0 the MLflow run
+            node_config = Path(config.run_dir) / f"pretrain_config.node{launch.node_rank}.json"
+            launch_training("fineforge.model.pretrain", asdict(config), node_config, launch)
+            return
         result = pretrain(flow_config)
     except TorchrunError as e:
         fail(str(e).splitlines()[0], code=1)  # the whole log was streamed above

@@ -1,14 +1,18 @@
-"""Launch a `model.<stage>` training module under torchrun as a subprocess, streaming its log.
+"""Launch a `fineforge.model.<stage>` training module under torchrun as a subprocess, streaming its log.
 
-Single node by default (`--standalone --nproc-per-node N`); multi-node launcher arguments (`--nnodes`,
-`--node-rank`, `--rdzv-endpoint`, ...) replace `--standalone`. A nonzero exit is a `TorchrunError`; it is
-`refused` when a worker said that the job cannot start as configured (the trainer's REFUSED_MARK line),
-which a retry would only repeat. No Prefect here: the CLI checks a LaunchConfig before Prefect starts.
+Single node by default (`--standalone --nproc-per-node N`). Several nodes: every node runs the same
+command with its own `node_rank` and the same rendezvous (`rdzv_endpoint`, `rdzv_id`); node 0 runs the
+Prefect flow, the other nodes run only the torchrun command line. Global rank 0, wherever the rendezvous
+puts it, is the only process that tracks (its MLflow run id is kept in the shared run dir). A nonzero exit
+is a `TorchrunError`; it is `refused` when a worker said that the job cannot start as configured (the
+trainer's REFUSED_MARK line), which a retry would only repeat. No Prefect here: the CLI checks a
+LaunchConfig before Prefect starts.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import re
@@ -16,8 +20,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from fineforge.model.trainer import REFUSED_MARK
 
@@ -27,7 +32,6 @@ TAIL_LINES = 40  # log lines quoted in the error of a failed run
 # The last line of a Python traceback ("ConfigError: ..."); torchrun's own summary error is not the cause.
 EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception): \S")
 LAUNCHER_ERRORS = ("ChildFailedError", "SignalException")
-NNODES = re.compile(r"^--nnodes(?:=(.*))?$")
 
 
 class TorchrunError(RuntimeError):
@@ -38,48 +42,90 @@ class TorchrunError(RuntimeError):
         self.refused = refused
 
 
-def node_count(launcher_args: list[str]) -> int:
-    """The fixed number of nodes that `--nnodes N` (or `N:N`) names; 1 without it."""
-    for i, arg in enumerate(launcher_args):
-        if match := NNODES.match(arg):
-            following = launcher_args[i + 1] if i + 1 < len(launcher_args) else ""
-            value = match.group(1) if match.group(1) is not None else following
-            low, _, high = value.partition(":")
-            if not low.isdigit() or (high and high != low) or int(low) < 1:
-                raise ValueError(f"--nnodes {value!r}: give a fixed number of nodes (the batch arithmetic "
-                                 "of a run depends on its world size)")
-            return int(low)
-    return 1
+# torchrun flags that set the node layout: they are LaunchConfig fields, never raw launcher arguments.
+NODE_LAYOUT_FLAGS = ("--standalone", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-id", "--rdzv-backend",
+                     "--nproc-per-node", "--master-addr", "--master-port")  # fmt: skip
 
 
 class LaunchConfig(BaseModel):
-    """How torchrun starts the worker processes."""
+    """How torchrun starts the worker processes: this node's processes and, for several nodes, the rendezvous."""
+
+    model_config = ConfigDict(extra="forbid")
 
     nproc_per_node: int = Field(1, ge=1, description="Worker processes on this node (one per GPU).")
+    nnodes: int = Field(1, ge=1, description="Nodes of the run; more than one needs rdzv_endpoint.")
+    node_rank: int = Field(0, ge=0, description="This node's index; node 0 runs the flow and opens the MLflow run.")
+    rdzv_endpoint: str | None = Field(
+        None, validate_default=True,
+        description="host:port of the rendezvous store, served by the node that hosts it (e.g. node0:29400).",
+    )  # fmt: skip
+    rdzv_id: str = Field("fineforge", min_length=1, description="Id shared by the nodes of one run, new per run.")
+    rdzv_backend: Literal["c10d", "static"] = Field(
+        "c10d",
+        description="c10d: ranks assigned at rendezvous (global rank 0, the one that tracks, may be on any node); "
+        "static: global rank 0 is on node 0.",
+    )
     launcher_args: list[str] = Field(
         default_factory=list,
-        description="torchrun arguments for multi-node runs (e.g. --nnodes 2 --node-rank 0 --rdzv-backend c10d "
-        "--rdzv-endpoint host:29400 --rdzv-id run1); they replace --standalone.",
+        description="Further torchrun arguments (e.g. --max-restarts 3); the node layout has its own fields.",
     )
     retries: int = Field(2, ge=0, description="Relaunches after a failure; each resumes from the newest checkpoint.")
 
+    @field_validator("node_rank")
+    @classmethod
+    def _node_rank_below_nnodes(cls, value: int, info: ValidationInfo) -> int:
+        nnodes = info.data.get("nnodes", 1)
+        if value >= nnodes:
+            raise ValueError(f"must be below nnodes ({nnodes})")
+        return value
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _endpoint_for_several_nodes(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("nnodes", 1) > 1:
+                raise ValueError("required when nnodes > 1 (host:port of the rendezvous)")
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
     @field_validator("launcher_args")
     @classmethod
-    def _fixed_nodes(cls, value: list[str]) -> list[str]:
-        node_count(value)
+    def _no_layout_flags(cls, value: list[str]) -> list[str]:
+        for argument in value:
+            flag = argument.split("=", 1)[0].replace("_", "-")  # torchrun takes both spellings
+            if flag in NODE_LAYOUT_FLAGS:
+                raise ValueError(f"{flag} is set by the fields nproc_per_node, nnodes, node_rank and rdzv_*")
         return value
 
     @property
     def world_size(self) -> int:
         """Worker processes over all nodes."""
-        return self.nproc_per_node * node_count(self.launcher_args)
+        return self.nproc_per_node * self.nnodes
+
+    @property
+    def standalone(self) -> bool:
+        """One node with a private rendezvous (torchrun --standalone)."""
+        return self.nnodes == 1 and self.rdzv_endpoint is None
+
+
+def node_arguments(launch: LaunchConfig) -> list[str]:
+    """torchrun's node layout arguments: --standalone, or the rendezvous of several nodes."""
+    if launch.standalone:
+        return ["--standalone"]
+    return [
+        "--nnodes", str(launch.nnodes), "--node-rank", str(launch.node_rank), "--rdzv-backend", launch.rdzv_backend,
+        "--rdzv-endpoint", launch.rdzv_endpoint, "--rdzv-id", launch.rdzv_id,
+    ]  # fmt: skip
 
 
 def torchrun_command(module: str, config_path: str | Path, launch: LaunchConfig) -> list[str]:
-    """The torchrun command line that runs `python -m <module> --config <config_path>` on every rank."""
-    node = launch.launcher_args or ["--standalone"]
+    """The torchrun command line that runs `python -m <module> --config <config_path>` on every rank of this node."""
     return [
-        sys.executable, "-m", "torch.distributed.run", *node, "--nproc-per-node", str(launch.nproc_per_node),
+        sys.executable, "-m", "torch.distributed.run", *node_arguments(launch),
+        "--nproc-per-node", str(launch.nproc_per_node), *launch.launcher_args,
         "-m", module, "--config", str(config_path),
     ]  # fmt: skip
 
@@ -117,3 +163,15 @@ def run_command(command: list[str], env: dict[str, str] | None = None, logger: l
         raise TorchrunError(f"training refused: {refusal}", refused=True)
     reason = f": {cause}" if cause else ""
     raise TorchrunError(f"torchrun exited with status {code}{reason}\nlast lines:\n" + "\n".join(tail))
+
+
+def launch_training(module: str, config: dict, config_path: str | Path, launch: LaunchConfig,
+                    env: dict[str, str] | None = None, logger: logging.Logger | None = None) -> None:  # fmt: skip
+    """Write the stage's JSON config and run the module under torchrun on this node.
+
+    Nodes other than node 0 call this directly, without Prefect.
+    """
+    path = Path(config_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
+    run_command(torchrun_command(module, path, launch), env=env, logger=logger)

@@ -1,17 +1,14 @@
-"""The Prefect task that runs a training stage under torchrun; a retry relaunches it, and it resumes from
-its newest checkpoint. A job its workers refused (bad config, data or checkpoint) is not retried."""
+"""The Prefect task that runs a training stage under torchrun on node 0; a retry relaunches it, and it resumes
+from its newest checkpoint. A job its workers refused (bad config, data or checkpoint) is not retried."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from prefect import Task, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
 from prefect.states import State
 
-from fineforge.tasks.training.launch import LaunchConfig, TorchrunError, run_command, torchrun_command
+from fineforge.tasks.training.launch import LaunchConfig, TorchrunError, launch_training
 
 
 def retry_unless_refused(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -22,8 +19,5 @@ def retry_unless_refused(task: Task, task_run: TaskRun, state: State) -> bool:
 
 @task(name="torchrun", retry_condition_fn=retry_unless_refused)
 def torchrun_task(module: str, config: dict, config_path: str, launch: LaunchConfig, env: dict[str, str]) -> None:
-    """Write the stage's JSON config and run the module under torchrun (retries set by the caller)."""
-    path = Path(config_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2))
-    run_command(torchrun_command(module, path, launch), env=env, logger=get_run_logger())
+    """`launch_training` as a Prefect task on node 0 (retries set by the caller), its log in the run's log."""
+    launch_training(module, config, config_path, launch, env, get_run_logger())

@@ -14,22 +14,39 @@ from fineforge.tasks.training.launch import LaunchConfig, TorchrunError, torchru
 from fineforge.tasks.training.torchrun import torchrun_task
 
 
-def test_multi_node_arguments_replace_standalone():
+def test_multi_node_fields_replace_standalone():
     single = torchrun_command("fineforge.model.pretrain", "c.json", LaunchConfig(nproc_per_node=2))
     assert single[single.index("--standalone") + 1 : single.index("-m", 3)] == ["--nproc-per-node", "2"]
-    multi = torchrun_command("fineforge.model.pretrain", "c.json", LaunchConfig(
-        nproc_per_node=8, launcher_args=["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:29400"]))
+    launch = LaunchConfig(nproc_per_node=8, nnodes=2, node_rank=1, rdzv_endpoint="h:29400", rdzv_id="run7",
+                          launcher_args=["--max-restarts", "3"])  # fmt: skip
+    multi = torchrun_command("fineforge.model.pretrain", "c.json", launch)
     assert "--standalone" not in multi and multi[-4:] == ["-m", "fineforge.model.pretrain", "--config", "c.json"]
-    assert multi[multi.index("--nnodes") + 1] == "2" and multi[multi.index("--nproc-per-node") + 1] == "8"
+    flags = dict(zip(multi[3:-4:2], multi[4:-4:2], strict=True))
+    assert flags == {"--nnodes": "2", "--node-rank": "1", "--rdzv-backend": "c10d", "--rdzv-endpoint": "h:29400",
+                     "--rdzv-id": "run7", "--nproc-per-node": "8", "--max-restarts": "3"}  # fmt: skip
 
 
-def test_world_size_counts_every_node_and_must_be_fixed():
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"nnodes": 2}, "rdzv_endpoint", "required when nnodes > 1"),
+        ({"nnodes": 2, "node_rank": 2, "rdzv_endpoint": "h:1"}, "node_rank", "below nnodes"),
+        ({"rdzv_endpoint": "h"}, "rdzv_endpoint", "host:port"),
+        ({"launcher_args": ["--nnodes=2"]}, "launcher_args", "--nnodes is set by the fields"),
+        ({"launcher_args": ["--node_rank", "1"]}, "launcher_args", "--node-rank is set by the fields"),
+        ({"nnodes": 2, "rdzv_endpoint": "h:1", "rdzv_backend": "etcd"}, "rdzv_backend", "c10d"),
+    ],
+)
+def test_wrong_node_layout_fails_naming_the_field(fields, field, message):
+    with pytest.raises(ValidationError) as failure:
+        LaunchConfig(**fields)
+    error = failure.value.errors()[0]
+    assert error["loc"] == (field,) and message in str(failure.value)
+
+
+def test_world_size_counts_every_node():
     assert LaunchConfig(nproc_per_node=3).world_size == 3
-    assert LaunchConfig(nproc_per_node=4, launcher_args=["--nnodes", "2", "--node-rank", "1"]).world_size == 8
-    assert LaunchConfig(nproc_per_node=4, launcher_args=["--nnodes=3:3"]).world_size == 12
-    for bad in (["--nnodes", "1:4"], ["--nnodes"], ["--nnodes=two"]):
-        with pytest.raises(ValidationError, match="give a fixed number of nodes"):
-            LaunchConfig(launcher_args=bad)
+    assert LaunchConfig(nproc_per_node=4, nnodes=2, node_rank=1, rdzv_endpoint="h:1").world_size == 8
 
 
 def test_a_refused_job_fails_once_with_its_reason(tmp_path, caplog):
