@@ -10,8 +10,8 @@ declaration before an XHTML doctype...), and they are lost. fineforge decides, i
 2. it is missing or generic (application/octet-stream, */*...): the crawler's `WARC-Identified-Payload-Type`
    when present (`identified_type`);
 3. else the body is sniffed: the markup signatures of the WHATWG MIME Sniffing standard after leading
-   whitespace, an XML declaration (XHTML) and comments mean HTML (`sniffed_markup`); anything else is what
-   libmagic says (`sniffed_libmagic`).
+   whitespace, an XML declaration (XHTML) and comments, in UTF-8 or UTF-16, mean HTML (`sniffed_markup`); else
+   what libmagic says (`sniffed_libmagic`).
 
 Each decision is counted by its reason: `payload_html_by_<reason>` and `payload_non_html_by_<reason>`.
 """
@@ -47,6 +47,7 @@ HTML_SIGNATURE = re.compile(
 # What may stand before the first tag: whitespace, a UTF-8 byte-order mark, an XML declaration (XHTML) and
 # comments (e.g. Internet Explorer's conditional comments).
 PREAMBLE = re.compile(rb"(?:[\t\n\x0c\r ]|\xef\xbb\xbf|<\?xml[^>]*\?>|<!--.*?-->)*", re.DOTALL | re.IGNORECASE)
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class PayloadDecision(NamedTuple):
@@ -70,6 +71,8 @@ def media_type(header: str | None) -> str:
 def has_html_signature(body: bytes) -> bool:
     """True when the body opens with HTML markup (WHATWG's HTML signatures) after its preamble."""
     head = body[: SNIFF_BYTES * 4]
+    if head.startswith(UTF16_BOMS):  # UTF-16 pages: look at their characters, not their bytes
+        head = head.decode("utf-16", errors="ignore").encode("utf-8")
     return HTML_SIGNATURE.match(head, PREAMBLE.match(head).end()) is not None
 
 

@@ -117,7 +117,7 @@ class _WarcFileReader:
         if not head:
             self._unreadable("empty file")
             return
-        self.gzipped = head.startswith(GZIP_MAGIC)
+        self.gzipped = self._looks_gzipped(head)
         if self.gzipped:
             try:
                 head = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(head)
@@ -148,6 +148,18 @@ class _WarcFileReader:
             self._unreadable("no WARC/ARC record in it")
         elif damage_at_start is not None:
             self._corrupt(damage_at_start)
+
+    def _looks_gzipped(self, head: bytes) -> bool:
+        """Gzip when the file starts so; when its start is damaged, when a gzip member starts before any
+        WARC header line in its first block (a damaged first member must not hide the records after it)."""
+        if head.startswith(GZIP_MAGIC):
+            return True
+        if head.startswith((b"WARC/", ARC_FILE_START)):
+            return False
+        block = self.fh.read(SCAN_BLOCK_BYTES)
+        self.fh.seek(0)
+        member, header = block.find(GZIP_MEMBER_START), block.find(WARC_HEADER_LINE)
+        return member >= 0 and (header < 0 or member < header)
 
     def _read_from(self, position: int) -> Iterator[Document]:
         """Documents of the records from `position` on; raises _Damage at the first damaged record."""
