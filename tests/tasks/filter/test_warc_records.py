@@ -41,7 +41,7 @@ BROKEN = [
 HTML = ("text/html", "application/xhtml+xml")
 DAMAGED_SAMPLES = ["cc-main-2020-34-slice.warc.gz", "cc-main-2014-35-sample.warc", "wget-2024-sample-0001.warc.gz"]
 DAMAGE_KINDS = ["truncate", "overwrite", "cut"]
-TRIALS_PER_KIND = 4
+TRIALS_PER_KIND = 112  # 3 samples x 3 kinds x 112 = 1,008 random corruptions
 
 
 @dataclass(frozen=True)
