@@ -107,7 +107,7 @@ def schedule(
 
 @data_app.command("eval-extraction")
 def eval_extraction(
-    warc: Path = typer.Option(..., help="WARC file holding the labelled pages (e.g. bench-990-pages.warc.gz)."),
+    warc: list[Path] = typer.Option(..., help="WARC file(s) holding the labelled pages (repeatable)."),
     labels: Path = typer.Option(..., help="Labels in trafilatura's format: {url: {with: [...], without: [...]}}."),
     method: list[str] = typer.Option(None, "--method", "-m", help="Extraction method (repeatable); default all."),
     no_fallbacks: bool = typer.Option(False, "--no-fallbacks", help="Also score trafilatura without fallbacks."),
@@ -123,12 +123,12 @@ def eval_extraction(
         fail(f"--method: unknown {', '.join(unknown)}; one of {', '.join(EXTRACTION_METHODS)}")
     if split not in SPLITS:
         fail(f"--split: unknown {split!r}; one of {', '.join(SPLITS)}")
-    for path, option in ((warc, "--warc"), (labels, "--labels")):
+    for path, option in [*((w, "--warc") for w in warc), (labels, "--labels")]:
         if not path.is_file():
             fail(f"{option}: file not found: {path}")
     pages, missing = load_labelled_pages(warc, labels)
     if not pages:
-        fail(f"no labelled page of {labels} is in {warc}")
+        fail(f"no labelled page of {labels} is in {', '.join(map(str, warc))}")
     variants = [(m, True) for m in methods] + [(m, False) for m in methods if no_fallbacks and m != "resiliparse"]
     results = [evaluate(pages, m, fallbacks)[split] for m, fallbacks in variants]
     table = Table(title=f"extraction on {len(pages)} labelled pages ({split}; {missing} labelled URLs not in the WARC)")

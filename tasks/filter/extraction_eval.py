@@ -95,16 +95,18 @@ def in_split(url: str, split: str) -> bool:
     return split == "all" or is_held_out(url) == (split == "held-out")
 
 
-def load_labelled_pages(warc: Path, labels: Path) -> tuple[list[LabelledPage], int]:
-    """The labelled pages found in `warc` (in file order), and how many labelled URLs it lacks."""
+def load_labelled_pages(warcs: Path | list[Path], labels: Path) -> tuple[list[LabelledPage], int]:
+    """The labelled pages found in `warcs` (in file order), and how many labelled URLs they lack."""
     entries = {url.strip(): entry for url, entry in json.loads(Path(labels).read_text()).items()}
-    pages = []
-    for document in iter_html_documents(str(warc), Counter()):
-        entry = entries.get(document.metadata["url"].strip())
-        if entry is not None:
+    pages, seen = [], set()
+    for warc in [warcs] if isinstance(warcs, Path) else warcs:
+        for document in iter_html_documents(str(warc), Counter()):
             url = document.metadata["url"].strip()
-            pages.append(LabelledPage(url, document.text, tuple(entry["with"]), tuple(entry["without"])))
-    return pages, len(entries) - len({page.url for page in pages})
+            entry = entries.get(url)
+            if entry is not None and url not in seen:
+                seen.add(url)
+                pages.append(LabelledPage(url, document.text, tuple(entry["with"]), tuple(entry["without"])))
+    return pages, len(entries) - len(seen)
 
 
 def page_scores(text: str | None, page: LabelledPage) -> Scores:
@@ -121,7 +123,15 @@ def total(scores: list[Scores]) -> Scores:
 
 
 def evaluate(pages: list[LabelledPage], method: str, fallbacks: bool = True) -> dict[str, MethodResult]:
-    """Extract every page with `method` (in order, one process); the result on each split."""
+    """Extract every page with `method` (in order, one process); the result on each split.
+
+    trafilatura's caches (its deduplication cache above all) are emptied first, so each method starts as a
+    fresh extraction process does: otherwise a method would find the segments an earlier one saw
+    "duplicated" and score lower for running later.
+    """
+    from trafilatura.meta import reset_caches
+
+    reset_caches()
     extract_main_text("", method, fallbacks)  # warm-up, as the extraction process does
     measured: list[tuple[str, Scores, float]] = []
     for page in pages:

@@ -102,3 +102,10 @@ def test_eval_extraction_command_prints_the_table(labelled):
     wrong = runner.invoke(app, ["data", "eval-extraction", "--warc", str(warc), "--labels", str(labels),
                                 "--method", "boilerpipe"])  # fmt: skip
     assert wrong.exit_code != 0 and "--method" in wrong.output
+
+
+def test_each_method_is_scored_as_a_fresh_extraction_process(labelled):
+    pages = labelled[0][:PAGES]
+    first = evaluate(pages, "trafilatura")["all"].scores
+    evaluate(pages, "fineweb")  # fills trafilatura's deduplication cache with the same pages
+    assert evaluate(pages, "trafilatura")["all"].scores == first
