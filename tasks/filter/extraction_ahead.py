@@ -76,7 +76,10 @@ class _CpuBudget:
         """(result, CPU seconds used, over budget) of `extract(text)`."""
         process_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         limit = math.ceil(process_cpu + self.seconds) + KERNEL_GRACE_SECONDS
-        resource.setrlimit(resource.RLIMIT_CPU, (limit, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        if hard != resource.RLIM_INFINITY:  # a soft limit cannot be raised above the hard one
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
         self.started, self.armed, result = time.thread_time(), True, None
         try:
             try:
