@@ -97,6 +97,15 @@ def _headers_saying_html(headers: StatusAndHeaders) -> StatusAndHeaders:
     return StatusAndHeaders(headers.statusline, [*kept, (IDENTIFIED_TYPE, "text/html")], protocol=headers.protocol)
 
 
+def _opens_a_record(member_head: bytes) -> bool:
+    """True when these bytes are the start of a gzip member whose content begins a WARC or ARC record."""
+    try:
+        content = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(member_head)
+    except zlib.error:
+        return False
+    return content.startswith((b"WARC/", ARC_FILE_START))
+
+
 class _WarcFileReader:
     """Reads one open archive: records in order, resynchronising after each damaged region."""
 
@@ -150,16 +159,22 @@ class _WarcFileReader:
             self._corrupt(damage_at_start)
 
     def _looks_gzipped(self, head: bytes) -> bool:
-        """Gzip when the file starts so; when its start is damaged, when a gzip member starts before any
-        WARC header line in its first block (a damaged first member must not hide the records after it)."""
+        """Gzip when the file starts so; when its start is damaged, when a gzip member holding a WARC/ARC
+        record starts before any plain WARC header line in its first block (a damaged first member must not
+        hide the records after it; a gzip-encoded page inside a plain record is no such member)."""
         if head.startswith(GZIP_MAGIC):
             return True
         if head.startswith((b"WARC/", ARC_FILE_START)):
             return False
         block = self.fh.read(SCAN_BLOCK_BYTES)
         self.fh.seek(0)
-        member, header = block.find(GZIP_MEMBER_START), block.find(WARC_HEADER_LINE)
-        return member >= 0 and (header < 0 or member < header)
+        header = block.find(WARC_HEADER_LINE)
+        member = block.find(GZIP_MEMBER_START)
+        while member >= 0 and (header < 0 or member < header):
+            if _opens_a_record(block[member : member + HEAD_BYTES]):
+                return True
+            member = block.find(GZIP_MEMBER_START, member + 1)
+        return False
 
     def _read_from(self, position: int) -> Iterator[Document]:
         """Documents of the records from `position` on; raises _Damage at the first damaged record."""
