@@ -19,8 +19,12 @@ from typing import Any
 
 from datatrove.pipeline.extractors.base import BaseExtractor
 
-TRAFILATURA_METHODS = {"fineweb": {"favor_precision": True}, "trafilatura": {}, "trafilatura-recall": {
-    "favor_recall": True}}
+# trafilatura's settings per method (comments are always left out, as datatrove does).
+TRAFILATURA_METHODS: dict[str, dict[str, bool]] = {
+    "fineweb": {"favor_precision": True},
+    "trafilatura": {},
+    "trafilatura-recall": {"favor_recall": True},
+}
 COMBINED_METHOD = "trafilatura-resiliparse"
 EXTRACTION_METHODS = (*TRAFILATURA_METHODS, "resiliparse", COMBINED_METHOD)
 # DCLM's resiliparse options (main content, no alt texts, links or form fields).
