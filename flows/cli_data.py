@@ -105,6 +105,41 @@ def schedule(
     data_build.serve(name=name, cron=cron, parameters={"config": config.model_dump(mode="json")})
 
 
+@data_app.command("eval-extraction")
+def eval_extraction(
+    warc: list[Path] = typer.Option(..., help="WARC file(s) holding the labelled pages (repeatable)."),
+    labels: Path = typer.Option(..., help="Labels in trafilatura's format: {url: {with: [...], without: [...]}}."),
+    method: list[str] = typer.Option(None, "--method", "-m", help="Extraction method (repeatable); default all."),
+    no_fallbacks: bool = typer.Option(False, "--no-fallbacks", help="Also score trafilatura without fallbacks."),
+    split: str = typer.Option("all", help="Pages to report: all, tune or held-out (by URL hash)."),
+) -> None:
+    """Score extraction methods on labelled pages: precision, recall, F1 and CPU ms/page, side by side."""
+    from fineforge.tasks.filter.extraction import EXTRACTION_METHODS
+    from fineforge.tasks.filter.extraction_eval import SPLITS, evaluate, load_labelled_pages, results_table
+
+    methods = list(method or EXTRACTION_METHODS)
+    unknown = [m for m in methods if m not in EXTRACTION_METHODS]
+    if unknown:
+        fail(f"--method: unknown {', '.join(unknown)}; one of {', '.join(EXTRACTION_METHODS)}")
+    if split not in SPLITS:
+        fail(f"--split: unknown {split!r}; one of {', '.join(SPLITS)}")
+    for path, option in [*((w, "--warc") for w in warc), (labels, "--labels")]:
+        if not path.is_file():
+            fail(f"{option}: file not found: {path}")
+    pages, missing = load_labelled_pages(warc, labels)
+    if not pages:
+        fail(f"no labelled page of {labels} is in {', '.join(map(str, warc))}")
+    variants = [(m, True) for m in methods] + [(m, False) for m in methods if no_fallbacks and m != "resiliparse"]
+    results = [evaluate(pages, m, fallbacks)[split] for m, fallbacks in variants]
+    table = Table(title=f"extraction on {len(pages)} labelled pages ({split}; {missing} labelled URLs not in the WARC)")
+    header, *rows = results_table(results)
+    for column in header:
+        table.add_column(column, justify="left" if column in ("method", "split") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def read_config_file(path: Path | None) -> dict:
     """The JSON config file's values ({} without one)."""
     if path is None:

@@ -23,6 +23,7 @@ from fineforge.tasks.common.datatrove_steps import (
 from fineforge.tasks.common.documents import PartWriter, document_row
 from fineforge.tasks.common.stage import merge_counts
 from fineforge.tasks.filter.config import FilterConfig, build_filter_steps, step_name
+from fineforge.tasks.filter.extraction import cpu_time_counts, cpu_time_summary
 from fineforge.tasks.filter.extraction_ahead import DEFAULT_AHEAD
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank
         "bytes_out": bytes_out,
         "reader": dict(reader_counts),
         "steps": pipeline_statistics(steps, step_name),
+        "extraction_cpu": cpu_time_counts(steps),
     }
 
 
@@ -86,6 +88,7 @@ def merge_filter_statistics(per_file: list[dict[str, Any]]) -> dict[str, Any]:
         "bytes_out": sum(task["bytes_out"] for task in per_file),
         "warc_files": len(per_file),
         "reader": reader,
+        "extraction_cpu": cpu_time_summary((task.get("extraction_cpu", {}) for task in per_file), steps),
     }
 
 
@@ -95,7 +98,8 @@ def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, o
     One Spark task per WARC file; the driver only receives and merges each task's statistics.
     Statistics: documents_in (HTML documents read), documents_out, dropped {"<step>/<reason>": n, plus
     corrupt_record and unreadable_file}, steps [per-step counts in pipeline order], bytes_out, warc_files,
-    reader {the WARC reader's record counts}.
+    reader {the WARC reader's record counts}, extraction_cpu {pages, over_budget, p50_ms, p99_ms, histogram:
+    CPU time of extraction per page - measured, so it varies between runs; everything else does not}.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
