@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from fineforge.flows.cli_data import data_app
+from fineforge.flows.cli_deploy import deploy
 from fineforge.flows.cli_generate import generate
+from fineforge.flows.cli_server import server_app
 from fineforge.flows.cli_tokens import tokens_app
 from fineforge.flows.cli_train import train_app
 
@@ -18,11 +20,18 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Build the pre-training corpus from WARC files (Spark).")
 app.add_typer(tokens_app, name="tokens", help="Tokenizers and token shards.")
 app.add_typer(train_app, name="train", help="Train models with torchrun.")
+app.add_typer(server_app, name="server", help="The Prefect server, a worker and the MLflow server on 127.0.0.1.")
 app.command("generate", help="Sample continuations from a checkpoint.")(generate)
+app.command("deploy", help="Register every flow as a Prefect deployment (prefect.yaml), runnable from the UI.")(deploy)
 
 
 def main() -> None:
-    app()
+    from fineforge.flows.runtime import stop_temporary_server
+
+    try:
+        app()
+    finally:
+        stop_temporary_server()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """The `pretrain` flow: create the MLflow run, launch torchrun (retried, resuming), publish the summary."""
 
-from __future__ import annotations
-
 import json
 from dataclasses import asdict
 from pathlib import Path
