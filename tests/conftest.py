@@ -22,6 +22,15 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_temporary_server_stopped_in_time():
+    """Stop Prefect's temporary API before pytest closes its captured streams (else a logging traceback at exit)."""
+    yield
+    from fineforge.flows.runtime import stop_temporary_server
+
+    stop_temporary_server()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real third-party data of ../shared/data (read-only)."""
