@@ -317,7 +317,7 @@ def status(home: Path) -> list[ServiceState]:
 
 
 def stop(home: Path) -> list[str]:
-    """Stop every service (worker first); return the names of those that were running."""
+    """Stop every service, in reverse start order; return the names of those that were running."""
     home = home.resolve()
     settings = read_settings(home) or ServerSettings(home)
     return [s.name for s in reversed(services(settings)) if terminate(home, s)]
