@@ -106,7 +106,7 @@ def database_urls(database_url: str) -> tuple[str, str]:
         raise ServiceError(f"--database-url: expected postgresql://USER:PASSWORD@HOST:PORT/NAME, got "
                            f"{redacted(database_url)}")
     prefect = parts._replace(scheme="postgresql+asyncpg").geturl()
-    mlflow = parts._replace(scheme="postgresql", path=f"/{name}_mlflow").geturl()
+    mlflow = parts._replace(scheme="postgresql+psycopg2", path=f"/{name}_mlflow").geturl()
     return prefect, mlflow
 
 
@@ -280,13 +280,20 @@ def start(settings: ServerSettings) -> list[ServiceState]:
         (home / STATE_FILE).chmod(0o600)  # it may hold a database password
     for sub in ("prefect", "mlflow/artifacts"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    for service in services(settings):
-        if running_pid(home, service) is None:
-            log.info("starting %s", service.name)
-            launch(home, service)
-        wait_healthy(home, service)
-        if service.name == "prefect-server":
-            ensure_work_pool(settings.prefect_api_url)
+    launched: list[Service] = []
+    try:
+        for service in services(settings):
+            if running_pid(home, service) is None:
+                log.info("starting %s", service.name)
+                launch(home, service)
+                launched.append(service)
+            wait_healthy(home, service)
+            if service.name == "prefect-server":
+                ensure_work_pool(settings.prefect_api_url)
+    except ServiceError:
+        for service in reversed(launched):  # a half-started set is of no use: leave nothing of it running
+            terminate(home, service)
+        raise
     return status(home)
 
 

@@ -76,8 +76,8 @@ def run_from_the_prefect_ui(page, server, shots: Path) -> str:
     field.fill(str(CHANGED_STEPS))
     field.screenshot(path=shots / "2-form-field-changed.png")
     page.get_by_role("button", name="Submit", exact=True).click()
-    run_link = page.locator('a[href*="/runs/flow-run/"]').first  # the deployment's runs list, newest first
-    run_link.click()
+    page.wait_for_url(re.compile(r".*/deployments/deployment/[0-9a-f-]+(\?.*)?$"))  # back on the deployment
+    page.locator('a[href*="/runs/flow-run/"]').first.click()  # its runs, newest first: the one just submitted
     page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]+"))
     return page.url.rsplit("/", 1)[-1].split("?")[0]
 
@@ -111,17 +111,24 @@ def find_the_chart_in_mlflow(page, mlflow_url: str, shots: Path) -> None:
 
 def test_a_person_runs_a_deployment_from_the_prefect_ui_and_finds_its_loss_chart_in_mlflow(
         fineforge_server, deployed, page, tmp_path):
-    run_id = run_from_the_prefect_ui(page, fineforge_server, tmp_path)
-    run = fineforge_server.api("GET", f"/flow_runs/{run_id}")
+    try:
+        walk_through_the_uis(page, fineforge_server, tmp_path)
+    except Exception:
+        page.screenshot(path=tmp_path / "failure.png")  # where the walk stopped
+        raise
+
+
+def walk_through_the_uis(page, server, shots: Path) -> None:
+    run_id = run_from_the_prefect_ui(page, server, shots)
+    run = server.api("GET", f"/flow_runs/{run_id}")
     value = run["parameters"]
     for key in PARAMETER_PATH:
         value = value[key]
     assert value == CHANGED_STEPS  # the form's change reached the run
 
-    artifact_text = open_the_artifact(page, tmp_path)
-    assert fineforge_server.wait_for_run(run_id, 60)["state"]["type"] == "COMPLETED"
+    artifact_text = open_the_artifact(page, shots)
+    assert server.wait_for_run(run_id, 60)["state"]["type"] == "COMPLETED"
     assert re.search(ARTIFACT_ROW, artifact_text), artifact_text  # the summary card's table, rendered
 
-    find_the_chart_in_mlflow(page, fineforge_server.mlflow_url, tmp_path)
-    shots = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(shots) == 5, shots
+    find_the_chart_in_mlflow(page, server.mlflow_url, shots)
+    assert len(list(shots.glob("*.png"))) == 5

@@ -78,7 +78,7 @@ def postgres_role():
         yield role, password
     finally:
         for database in (role, f"{role}_mlflow"):
-            psql(f"DROP DATABASE IF EXISTS {database}")
+            psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         psql(f"DROP ROLE {role}")
         if was_down:
             subprocess.run(["pg_ctlcluster", version, cluster, "stop"], check=True)
@@ -97,8 +97,8 @@ def test_postgresql_keeps_prefect_and_mlflow_data_in_their_own_databases(postgre
     port = psql("SHOW port")
     url = f"postgresql://{role}:{password}@127.0.0.1:{port}/{role}"
     home = tmp_path / "server"
-    server = start_server(home, "--database-url", url)
     try:
+        server = start_server(home, "--database-url", url)
         assert (home / "server.json").stat().st_mode & 0o077 == 0  # it holds the password
         experiment = MlflowClient(tracking_uri=server.mlflow_url).create_experiment("postgres-check")
         assert psql("SELECT name FROM work_pool", database=role) == "fineforge"  # made by `server start`
