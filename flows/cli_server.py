@@ -25,6 +25,8 @@ def start(
     from fineforge.flows.services import ServerSettings, ServiceError
     from fineforge.flows.services import start as start_services
 
+    console.print(f"services in {home}: starting those not running (a first start sets up the databases: up to a "
+                  "few minutes)", soft_wrap=True)
     try:
         states = start_services(ServerSettings(home, prefect_port, mlflow_port, database_url))
     except ServiceError as e:

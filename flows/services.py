@@ -257,6 +257,13 @@ def terminate(home: Path, service: Service) -> bool:
 # ---- the three commands ----------------------------------------------------------------------------------
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it may hold a database password)."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(text)
+
+
 def read_settings(home: Path) -> ServerSettings | None:
     try:
         values = json.loads((home / STATE_FILE).read_text())
@@ -276,8 +283,7 @@ def start(settings: ServerSettings) -> list[ServiceState]:
         settings = ServerSettings(home, settings.prefect_port, settings.mlflow_port, settings.database_url)
         if settings.database_url:
             create_databases(settings.database_url)
-        (home / STATE_FILE).write_text(json.dumps({k: v for k, v in asdict(settings).items() if k != "home"}))
-        (home / STATE_FILE).chmod(0o600)  # it may hold a database password
+        write_private(home / STATE_FILE, json.dumps({k: v for k, v in asdict(settings).items() if k != "home"}))
     for sub in ("prefect", "mlflow/artifacts"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     launched: list[Service] = []

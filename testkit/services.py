@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+SERVICES = ("prefect-server", "prefect-worker", "mlflow")
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 # The test servers poll fast: a worker asks for work every 2 s, the scheduler plans runs every 5 s.
 FAST_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
@@ -104,6 +105,27 @@ def start_server(home: Path, *extra: str, env: dict[str, str] | None = None) -> 
 
 def stop_server(home: Path) -> subprocess.CompletedProcess:
     return fineforge("server", "stop", "--home", str(home), timeout=120)
+
+
+def service_pids(home: Path) -> dict[str, int]:
+    """The pid of each service, from the pid files `fineforge server start` wrote."""
+    return {name: json.loads((home / f"{name}.pid").read_text())["pid"] for name in SERVICES}
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def listening(url: str) -> bool:
+    """Something accepts connections at the URL's host and port."""
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    with socket.socket() as s:
+        return s.connect_ex((host, int(port))) == 0
 
 
 def api_error(call) -> tuple[int, str]:

@@ -57,10 +57,10 @@ def page():
             browser.close()
 
 
-def form_input(page, label: str):
-    """The input of the run form's field with this label (the labels are not bound to their inputs)."""
+def form_field(page, label: str):
+    """The run form's field with this label, label and input (the labels are not bound to their inputs)."""
     return page.locator(f'xpath=//span[contains(@class, "schema-form-property__label") and normalize-space()="{label}"]'
-                        '/ancestor::div[contains(concat(" ", @class, " "), " schema-form-property ")][1]//input')
+                        '/ancestor::div[contains(concat(" ", @class, " "), " schema-form-property ")][1]')
 
 
 def run_from_the_prefect_ui(page, server, shots: Path) -> str:
@@ -71,9 +71,9 @@ def run_from_the_prefect_ui(page, server, shots: Path) -> str:
     page.screenshot(path=shots / "1-deployment.png")
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run", exact=True).click()
-    field = form_input(page, FORM_FIELD)
-    assert field.input_value() == str(DEFAULT_STEPS)  # the form starts from the deployment's parameters
-    field.fill(str(CHANGED_STEPS))
+    field = form_field(page, FORM_FIELD)
+    assert field.locator("input").input_value() == str(DEFAULT_STEPS)  # the form starts from the deployment's
+    field.locator("input").fill(str(CHANGED_STEPS))
     field.screenshot(path=shots / "2-form-field-changed.png")
     page.get_by_role("button", name="Submit", exact=True).click()
     page.wait_for_url(re.compile(r".*/deployments/deployment/[0-9a-f-]+(\?.*)?$"))  # back on the deployment

@@ -1,68 +1,39 @@
-"""`fineforge server start | status | stop` as a user runs them: real processes, real ports, SQLite and PostgreSQL."""
+"""`fineforge server start | status | stop` as a user runs them: real processes, real ports, SQLite and PostgreSQL.
+Stopping the shared SQLite server is checked where it stops (tests/flows/conftest.py)."""
 
-import json
 import secrets
-import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from testkit.services import fineforge, free_port, start_server, stop_server
+from testkit.services import SERVICES, fineforge, free_port, listening, service_pids, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
-SERVICES = ("prefect-server", "prefect-worker", "mlflow")
 POSTGRES_CLUSTER = ("15", "main")
 
 
-def listening(url: str) -> bool:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.socket() as s:
-        return s.connect_ex((host, int(port.split("/")[0]))) == 0
+def test_status_reports_every_service_up_and_a_second_start_changes_nothing(fineforge_server):
+    home = fineforge_server.home
+    status = fineforge("server", "status", "--home", str(home))
+    assert status.returncode == 0 and status.stdout.count(" up ") == len(SERVICES), status.stdout
+    running = service_pids(home)
 
-
-def pids(home: Path) -> dict[str, int]:
-    return {name: json.loads((home / f"{name}.pid").read_text())["pid"] for name in SERVICES}
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def test_start_is_idempotent_status_reports_and_stop_leaves_nothing_listening(tmp_path):
-    home = tmp_path / "server"
-    server = start_server(home)
-    try:
-        status = fineforge("server", "status", "--home", str(home))
-        assert status.returncode == 0 and status.stdout.count(" up ") == 3, status.stdout
-        running = pids(home)
-
-        again = fineforge("server", "start", "--home", str(home))  # the defaults differ: the running ones win
-        assert again.returncode == 0, again.stderr
-        assert pids(home) == running
-        assert f"export PREFECT_API_URL={server.api_url}" in again.stdout
-        assert f"export MLFLOW_TRACKING_URI={server.mlflow_url}" in again.stdout
-
-        port = server.prefect_url.rsplit(":", 1)[1]
-        other = fineforge("server", "start", "--home", str(tmp_path / "other"), "--prefect-port", port)
-        assert other.returncode == 1 and other.stderr.count("\n") == 1
-        assert f"port {port} on 127.0.0.1 is in use" in other.stderr and "--prefect-port" in other.stderr
-        assert not list((tmp_path / "other").glob("*.pid"))
-    finally:
-        stopped = stop_server(home)
-    assert stopped.returncode == 0
-    assert set(stopped.stdout.removeprefix("stopped:").strip().split(", ")) == set(SERVICES)
-    assert not listening(server.prefect_url) and not listening(server.mlflow_url)
-    assert not any(alive(pid) for pid in running.values())
-    down = fineforge("server", "status", "--home", str(home))
-    assert down.returncode == 1 and down.stdout.count(" down ") == 3
+    again = fineforge("server", "start", "--home", str(home))  # other (default) ports: the running ones win
+    assert again.returncode == 0, again.stderr
+    assert service_pids(home) == running
+    assert f"export PREFECT_API_URL={fineforge_server.api_url}" in again.stdout
+    assert f"export MLFLOW_TRACKING_URI={fineforge_server.mlflow_url}" in again.stdout
     assert all((home / f"{name}.log").stat().st_size > 0 for name in SERVICES)
+
+
+def test_a_port_in_use_is_one_line_and_starts_nothing(fineforge_server, tmp_path):
+    port = fineforge_server.prefect_url.rsplit(":", 1)[1]
+    other = fineforge("server", "start", "--home", str(tmp_path), "--prefect-port", port)
+    assert other.returncode == 1 and other.stderr.count("\n") == 1, other.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in other.stderr and "--prefect-port" in other.stderr
+    assert not list(tmp_path.glob("*.pid"))
 
 
 @pytest.fixture
@@ -94,8 +65,7 @@ def psql(sql: str, database: str = "postgres") -> str:
 
 def test_postgresql_keeps_prefect_and_mlflow_data_in_their_own_databases(postgres_role, tmp_path):
     role, password = postgres_role
-    port = psql("SHOW port")
-    url = f"postgresql://{role}:{password}@127.0.0.1:{port}/{role}"
+    url = f"postgresql://{role}:{password}@127.0.0.1:{psql('SHOW port')}/{role}"
     home = tmp_path / "server"
     try:
         server = start_server(home, "--database-url", url)
