@@ -78,6 +78,15 @@ class Server:
         logs = self.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC"})
         return "\n".join(entry["message"] for entry in logs)
 
+    def wait_for_log(self, run_id: str, text: str, timeout: float = 60) -> str:
+        """The run's log once it holds `text` (logs reach the API a moment after the run's final state)."""
+        deadline = time.monotonic() + timeout
+        logs = self.run_logs(run_id)
+        while text not in logs and time.monotonic() < deadline:
+            time.sleep(1)
+            logs = self.run_logs(run_id)
+        return logs
+
     def artifacts(self, run_id: str) -> dict[str, dict]:
         """The run's artifacts by key."""
         found = self.api("POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})

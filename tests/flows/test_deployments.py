@@ -143,8 +143,8 @@ def test_a_bad_parameter_fails_at_once_with_the_reason_in_the_run_log(fineforge_
     run = fineforge_server.run_deployment("data_build/default", parameters)
     finished = fineforge_server.wait_for_run(run["id"], RUN_SECONDS)
     assert finished["state"]["type"] == "FAILED"
-    logs = fineforge_server.run_logs(run["id"])
-    assert "config.filters.language.languages" in logs and "give at least one language code" in logs
+    logs = fineforge_server.wait_for_log(run["id"], "give at least one language code")
+    assert "config.filters.language.languages: Value error, give at least one language code" in logs, logs
     tasks = fineforge_server.api("POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
     assert tasks == []  # no work started
     assert not (tmp_path / "local").exists()
