@@ -68,8 +68,10 @@ def run_from_the_prefect_ui(page, server, shots: Path) -> str:
     page.goto(f"{server.prefect_url}/deployments")
     page.get_by_role("link", name=DEPLOYMENT, exact=True).click()
     page.wait_for_url(re.compile(r".*/deployments/deployment/[0-9a-f-]+"))
+    run_button = page.get_by_role("button", name="Run", exact=True)
+    run_button.wait_for()  # the deployment's page is drawn
     page.screenshot(path=shots / "1-deployment.png")
-    page.get_by_role("button", name="Run", exact=True).click()
+    run_button.click()
     page.get_by_text("Custom run", exact=True).click()
     field = form_field(page, FORM_FIELD)
     assert field.locator("input").input_value() == str(DEFAULT_STEPS)  # the form starts from the deployment's
