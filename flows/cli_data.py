@@ -75,34 +75,27 @@ def build(
 @data_app.command("schedule")
 def schedule(
     cron: str = typer.Option(..., help="When to rebuild, as a cron expression, e.g. '0 3 * * 0' (Sundays 03:00)."),
+    timezone: str = typer.Option("UTC", help="Time zone of the cron expression (IANA name, e.g. Europe/Berlin)."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the build."),
     input: str = typer.Option(None, "--input", "-i", help="WARC inputs (overrides the config's)."),
     workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root (overrides the config's)."),
     name: str = typer.Option("scheduled", help="Name of the Prefect deployment."),
 ) -> None:
-    """Serve `data_build` as a Prefect deployment that re-runs on a cron schedule (needs a Prefect server)."""
-    import os
-
-    if not os.environ.get("PREFECT_API_URL"):
-        fail("schedules need a Prefect server: run `prefect server start` and set PREFECT_API_URL "
-             "(e.g. http://127.0.0.1:4200/api)")
+    """Register `data_build` as a Prefect deployment that re-runs on a cron schedule (needs `fineforge server`)."""
     values = read_config_file(config_file)
     values.update({k: v for k, v in {"input": input, "workdir": workdir}.items() if v is not None})
     config = validated_config(values)
 
-    from fineforge.flows.runtime import prepare_runtime
-
-    prepare_runtime(config.workdir)
-    from prefect.client.schemas.schedules import construct_schedule
-
     from fineforge.flows.data_build import data_build
+    from fineforge.flows.deploy import DeployError, cron_schedule, schedule_flow
 
     try:
-        construct_schedule(cron=cron)
-    except ValueError:
-        fail(f"--cron: invalid cron expression {cron!r}")
-
-    data_build.serve(name=name, cron=cron, parameters={"config": config.model_dump(mode="json")})
+        deployment_id = schedule_flow(data_build, name, {"config": config.model_dump(mode="json")},
+                                      cron_schedule(cron, timezone), Path.cwd())
+    except DeployError as e:
+        fail(str(e))
+    console.print(f"deployment data_build/{name} ({deployment_id}) runs on '{cron}' ({timezone}); a worker of "
+                  "the `fineforge` pool runs it (`fineforge server start` starts one)")
 
 
 @data_app.command("eval-extraction")

@@ -1,7 +1,5 @@
 """The `data_build` flow: CommonCrawl WARCs -> FineWeb-style corpus as Parquet, stage by stage on Spark."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from prefect import flow

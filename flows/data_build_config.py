@@ -20,7 +20,7 @@ class DataBuildConfig(BaseModel):
         description="A folder or glob of WARC files, a text file listing WARC paths/URLs, "
         "or a CommonCrawl dump name such as CC-MAIN-2024-22."
     )
-    workdir: Path = Field(Path("work"), description="Output root: <workdir>/<dump>/<stage>/.")
+    workdir: Path = Field(Path("work"), description="Output root: each stage writes WORKDIR/DUMP/STAGE/.")
     dump: str = Field("local", description="Dump name for inputs whose path names none.")
     limit: PositiveInt | None = Field(None, description="Only the first N WARC files.")
     sample: PositiveInt | None = Field(None, description="A random sample of N WARC files.")

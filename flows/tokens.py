@@ -1,7 +1,5 @@
 """The `tokenize` flow: Parquet documents -> llm.c token shards with a manifest, on Spark."""
 
-from __future__ import annotations
-
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 

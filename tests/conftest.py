@@ -22,6 +22,25 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 
+# Prefect binds its console log handler to the sys.stderr of the moment it is first imported. Imported here, that
+# is pytest's stream for the whole run; imported inside a CliRunner call, it would be that call's stream, closed
+# when the call returns, and every later Prefect log line would print a "Logging error" traceback.
+import prefect.main  # noqa: E402, F401  (prefect.main sets up its logging)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `slow` (real services, a browser) run last, never skipped: the quick ones report first."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_temporary_server_stopped_in_time():
+    """Stop Prefect's temporary API before pytest closes its captured streams (else a logging traceback at exit)."""
+    yield
+    from fineforge.flows.runtime import stop_temporary_server
+
+    stop_temporary_server()
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -51,7 +51,7 @@ class TokenizeConfig(BaseModel):
     """One tokenize run: which documents, which tokenizer, how to split and shard."""
 
     input: list[str] = Field(..., min_length=1, description="Parquet folders (or files) of documents.")
-    workdir: str = Field("work", description="Output root; shards go to <workdir>/tokens/<name>/.")
+    workdir: str = Field("work", description="Output root; shards go to WORKDIR/tokens/NAME/.")
     name: str = Field("corpus", pattern=r"^[\w.-]+$", description="Name of this shard set.")
     tokenizer: str = Field("gpt2", description="bytes, gpt2, cl100k_base, o200k_base, or a trained .json file.")
     vocab_dir: str | None = Field(None, description="Folder of published vocabulary files ($FINEFORGE_TOKENIZER_DIR).")
