@@ -62,3 +62,19 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tool_caller():
+    """A tiny chat model trained in seconds to call the python and search tools (testkit/tool_caller.py),
+    with its bytes tokenizer; shared by the engine, tool loop and chat tests."""
+    import torch
+
+    from testkit.tool_caller import train_tool_caller
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_tool_caller()
+    finally:
+        torch.set_num_threads(before)
