@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fineforge.model.gpt import GPT
-from fineforge.model.ragged_batch import RaggedBatch
+from fineforge.model.ragged_batch import RaggedBatch, encode_windows
 from fineforge.model.tool_loop import CallWatcher, RunningCall, ToolCall, ToolLoop, wait_for_any
 
 CONTEXT_KEEP = 0.5  # fraction of the context kept when it is full and shifts
@@ -137,11 +137,19 @@ class RowState:
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
          generators: Sequence[torch.Generator]) -> list[int]:
-    """One token per row of `logits` (R, V), row r drawn with `generators[r]`; temperature 0 is greedy."""
+    """One token per row of `logits` (R, V), row r drawn with `generators[r]`; temperature 0 is greedy.
+
+    Inverse-CDF sampling: one uniform number per row from its own generator, looked up in the rows'
+    cumulative probabilities all at once (per-row `torch.multinomial` calls cost a fifth of a 16-row step
+    with a 50k vocabulary on the CPU). A token of probability 0 is never drawn."""
     if temperature == 0:
         return logits.argmax(dim=-1).tolist()
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
-    return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators, strict=True)]).tolist()
+    cdf = probs.double().cumsum(dim=-1)
+    uniform = torch.cat([torch.rand(1, generator=g, dtype=torch.float64, device=g.device) for g in generators])
+    picks = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    last_possible = probs.size(-1) - 1 - (probs > 0).flip(-1).int().argmax(dim=-1)
+    return torch.minimum(picks, last_possible).tolist()
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -215,21 +223,12 @@ class BatchDecoder:
                 row.cached += new
                 row.logits = None if row.pending else row_logits
         if self.fresh:
-            kv, logits = self._encode(self.fresh)
+            windows = [row.window for row in self.fresh]
+            kv, logits = encode_windows(self.model, windows, use_cache=self.settings.use_kv_cache)
             for row, row_logits in zip(self.fresh, logits, strict=True):
                 row.cached, row.logits = len(row.window), row_logits
             self._join(self.fresh, kv)
             self.fresh = []
-
-    def _encode(self, rows: list[RowState]) -> tuple[RaggedBatch | None, torch.Tensor]:
-        """Encode the rows' windows, each distinct window once."""
-        windows = [tuple(row.window) for row in rows]
-        distinct = {window: i for i, window in enumerate(dict.fromkeys(windows))}
-        kv, logits = RaggedBatch.encode(self.model, list(distinct), use_cache=self.settings.use_kv_cache)
-        if len(distinct) == len(rows):
-            return kv, logits
-        index = [distinct[window] for window in windows]
-        return (kv.select(index) if kv is not None else None), logits[index]
 
     def _join(self, rows: list[RowState], kv: RaggedBatch | None) -> None:
         """Append rows, and their cache, to the batch."""

@@ -22,6 +22,7 @@ import torch
 from fineforge.model.gpt import GPT, KVCache
 
 PAD_ID = 0  # the id fed at padding slots: any id will do, no query sees them
+MAX_PADDING = 0.2  # windows are encoded in groups of similar length, each at most this fraction padding
 
 
 def ragged_layout(
@@ -43,6 +44,38 @@ def ragged_layout(
     seen = (key[None, None, :] >= starts[:, None, None]) & (key[None, None, :] <= query[None, :, None])
     mask = seen | (key[None, None, :] == query[None, :, None])
     return positions, mask.unsqueeze(1)
+
+
+def length_groups(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices of `lengths`, longest first, cut into groups that padding to their longest leaves at most
+    MAX_PADDING padding (encoding is compute-bound: padding slots cost as much as real tokens)."""
+    groups: list[list[int]] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] * (1 - MAX_PADDING) <= real + lengths[i]:
+            groups[-1].append(i)
+            real += lengths[i]
+        else:
+            groups.append([i])
+            real = lengths[i]
+    return groups
+
+
+def encode_windows(
+    model: GPT, windows: Sequence[Sequence[int]], use_cache: bool = True
+) -> tuple[RaggedBatch | None, torch.Tensor]:
+    """`RaggedBatch.encode` of the windows, in order, encoding each distinct window once and windows of
+    similar length together (so that little is padding); their last-position logits (B, V)."""
+    keys = [tuple(w) for w in windows]
+    distinct = list(dict.fromkeys(keys))
+    groups = length_groups([len(w) for w in distinct])
+    parts = [RaggedBatch.encode(model, [distinct[i] for i in group], use_cache) for group in groups]
+    slot = {distinct[i]: k for k, i in enumerate(i for group in groups for i in group)}
+    index = [slot[key] for key in keys]
+    logits = torch.cat([part_logits for _, part_logits in parts])[index]
+    if not use_cache:
+        return None, logits
+    return RaggedBatch.concat([batch for batch, _ in parts]).select(index), logits
 
 
 class RaggedBatch:

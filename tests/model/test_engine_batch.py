@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fineforge.model.decoding import draw
 from fineforge.model.engine import LENGTH, STOP, Engine, Request, SamplingConfig, row_seed
 from fineforge.model.gpt import GPT, GPTConfig
-from fineforge.model.ragged_batch import RaggedBatch
+from fineforge.model.ragged_batch import RaggedBatch, encode_windows, length_groups
 
 BLOCK = 32
 # rows of very different lengths: 1 token, a few, and the whole context
@@ -130,3 +131,28 @@ def test_bad_requests_fail_before_anything_runs(model):
         engine.generate_batch([Request([1, 266])], SamplingConfig())
     with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
         Request([1], max_new_tokens=-1)
+
+
+def test_draw_samples_each_row_from_its_distribution():
+    probs = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.0], [0.0, 0.0, 0.5, 0.0, 0.5]])
+    generators = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    draws = torch.tensor([draw(probs.log(), 1.0, None, None, generators) for _ in range(6000)])
+    for row, expected in enumerate(probs):
+        frequency = torch.bincount(draws[:, row], minlength=5) / len(draws)
+        assert torch.allclose(frequency, expected, atol=0.02), (row, frequency)  # 3.5 standard errors
+        assert frequency[expected == 0].sum() == 0  # never a token of probability 0
+    # top-k and top-p filter before the draw; greedy takes the most likely token
+    top2 = {tuple(draw(probs.log(), 1.0, 2, None, generators)) for _ in range(200)}
+    assert top2 == {(3, 2), (3, 4), (2, 2), (2, 4)}
+    assert draw(probs.log(), 0.0, None, None, generators) == [3, 2]
+
+
+def test_windows_are_encoded_in_groups_of_similar_length(model):
+    assert length_groups([10, 100, 95, 12, 90, 11, 30]) == [[1, 2, 4], [6], [3, 5, 0]]
+    assert length_groups([100, 95, 90, 50]) == [[0, 1, 2, 3]]  # 16 % padding
+    assert length_groups([7, 7, 7]) == [[0, 1, 2]]
+    windows = [PROMPTS[1], PROMPTS[0], PROMPTS[3], PROMPTS[1], PROMPTS[2]]
+    batch, logits = encode_windows(model, windows)
+    assert batch.lengths.tolist() == [len(w) for w in windows]
+    _, together = RaggedBatch.encode(model, windows)
+    torch.testing.assert_close(logits, together, atol=1e-4, rtol=1e-4)
