@@ -16,19 +16,14 @@ Several processes may append to one file: appends hold an exclusive lock and fir
 
 from __future__ import annotations
 
-import fcntl
 import json
-import logging
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fineforge.tasks.preferences.jsonl import Malformed, json_objects, log_malformed
-
-log = logging.getLogger(__name__)
+from fineforge.tasks.preferences.jsonl import AppendOnlyJsonl
 
 ROLES = ("system", "user", "assistant", "tool")
 JudgementKey = tuple[str, tuple[str, ...]]
@@ -139,23 +134,12 @@ def order_from_ranks(ranks: Mapping[str, int]) -> list[str]:
     return [holder[rank] for rank in sorted(holder)]
 
 
-class RankingsDataset:
+class RankingsDataset(AppendOnlyJsonl):
     """The judgements of one JSONL file, newest per key; `malformed` lists the lines skipped on reading."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
         self._latest: dict[JudgementKey, Judgement] = {}
-        self.malformed: list[Malformed] = []
-        self._offset = 0  # bytes of the file already read
-        self._lines = 0
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Read the judgements appended since the last read (by other processes too)."""
-        if self.path.exists():
-            with open(self.path, "rb") as f:
-                fcntl.flock(f, fcntl.LOCK_SH)  # no writer is half-way through a line while we read
-                self._read_new(f)
+        super().__init__(path)
 
     def __len__(self) -> int:
         return len(self._latest)
@@ -170,72 +154,25 @@ class RankingsDataset:
     def ranked_prompt_ids(self) -> set[str]:
         return {prompt_id for prompt_id, _ in self._latest}
 
-    def _read_new(self, f) -> None:
-        """Read the lines appended since the last read (by this or another process)."""
-        f.seek(self._offset)
-        data = f.read()
-        self._offset += len(data)
-        new: list[Malformed] = []
-        # split on newlines only: texts may hold other line separators (U+2028) that splitlines() would cut at
-        lines = data.decode("utf-8", errors="replace").split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        for number, record in json_objects(iter(lines), new, first_line=self._lines + 1):
-            try:
-                judgement = Judgement.from_dict(record)
-            except InvalidJudgement as error:
-                new.append(Malformed(number, str(error)))
-                continue
-            self._latest.pop(judgement.key, None)  # the newest goes last in iteration order
-            self._latest[judgement.key] = judgement
-        self._lines += len(lines)
-        log_malformed(self.path, new)
-        self.malformed.extend(new)
+    def _load(self, record: dict) -> None:
+        self._keep(Judgement.from_dict(record))
+
+    def _keep(self, judgement: Judgement) -> None:
+        self._latest.pop(judgement.key, None)  # the newest goes last in iteration order
+        self._latest[judgement.key] = judgement
 
     def append_judgements(self, judgements: Iterable[Judgement]) -> int:
         """Store the judgements not already stored (same key and order); durable on return. The count added."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        with open(self.path, "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            self._read_new(f)
-            lines = []
+        with self._appending() as lines:
             for judgement in judgements:
                 if judgement not in self:
-                    self._latest.pop(judgement.key, None)
-                    self._latest[judgement.key] = judgement
+                    self._keep(judgement)
                     lines.append(judgement.to_json())
-            if lines:
-                # end a line cut short by a crash first, so that it does not swallow the first new judgement
-                data = ("\n" if self._ends_mid_line(f) else "") + "\n".join(lines) + "\n"
-                f.write(data.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-                self._offset = f.tell()
-                self._lines += len(lines)
-        if created:
-            _fsync_directory(self.path.parent)
         return len(lines)
 
     def append_judgement(self, judgement: Judgement) -> bool:
         """Store one judgement at once (False when it was already stored)."""
         return self.append_judgements([judgement]) == 1
-
-    @staticmethod
-    def _ends_mid_line(f) -> bool:
-        if f.seek(0, os.SEEK_END) == 0:
-            return False
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new file's directory entry durable too."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def first_unranked(prompt_ids: Sequence[str], dataset: RankingsDataset) -> int | None:
