@@ -32,15 +32,16 @@ def call(opener: str, closer: str, text: str, output: str) -> str:
 
 
 # question -> the assistant's turn; the calls' outputs are what the real tools print
-PYTHON_QUESTION, SEARCH_QUESTION, PLAIN_QUESTION, TWO_CALLS_QUESTION = (
-    "What is 17*3?", "Find the Eiffel tower.", "Who are you?", "What is 6*7 and 2**10?",
+PYTHON_QUESTION, SEARCH_QUESTION, PLAIN_QUESTION, TWO_CALLS_QUESTION, CRASH_QUESTION = (
+    "What is 17*3?", "Search for Escopete.", "Who are you?", "What is 6*7 and 2**10?", "Crash the sandbox.",
 )
 TURNS: dict[str, str] = {
     PYTHON_QUESTION: call(CODE_START, CODE_END, "print(17*3)", "51") + "It is 51.",
-    SEARCH_QUESTION: call(SEARCH_START, SEARCH_END, "Eiffel tower", "Paris") + "See above.",
+    SEARCH_QUESTION: call(SEARCH_START, SEARCH_END, "Escopete", "[1] Escopete - a village") + "See above.",
     PLAIN_QUESTION: "I am a tiny model.",
     TWO_CALLS_QUESTION: call(CODE_START, CODE_END, "print(6*7)", "42") + "and "
     + call(CODE_START, CODE_END, "print(2**10)", "1024") + "done.",
+    CRASH_QUESTION: call(CODE_START, CODE_END, "import os; os.abort()", "error: killed by SIGABRT") + "Oops.",
 }
 MODEL_SHAPE = dict(n_layer=2, n_head=2, n_embd=64)  # smaller than `tiny`: memorising four turns is enough
 TRAIN_STEPS = 200
@@ -52,7 +53,7 @@ def conversation(question: str, answer: str | None = None) -> list[dict[str, str
     return messages + ([{"role": "assistant", "content": answer}] if answer is not None else [])
 
 
-def train_tool_caller(steps: int = TRAIN_STEPS, seed: int = 0, block_size: int = 128) -> tuple[GPT, Tokenizer]:
+def train_tool_caller(steps: int = TRAIN_STEPS, seed: int = 0, block_size: int = 512) -> tuple[GPT, Tokenizer]:
     """The trained model (eval mode) and its tokenizer."""
     tokenizer = load_tokenizer("bytes")
     template = ChatTemplate(tokenizer)

@@ -1,5 +1,6 @@
-"""The tool loop on a model trained to call tools: calls run, their output is fed back with the cache kept and
-masked out of the loss, other rows keep sampling meanwhile, and whatever a tool does never stops the engine."""
+"""The tool loop on a model trained to call tools, with the real Python sandbox and search index: calls run,
+their output is fed back with the cache kept and masked out of the loss, other rows keep sampling meanwhile,
+and whatever a tool does never stops the engine."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from fineforge.model.tokenizer import CODE_END, CODE_START, IM_END, OUTPUT_END, 
 from fineforge.model.tool_loop import ToolLoop, ToolLoopConfig
 from fineforge.model.tool_spans import MlflowToolSpans
 from fineforge.model.tools.calculator import calculator
+from fineforge.model.tools.sandbox import PythonSandbox
+from fineforge.tasks.search.query import CorpusSearch
 from testkit.tool_caller import (
+    CRASH_QUESTION,
     PLAIN_QUESTION,
     PYTHON_QUESTION,
     SEARCH_QUESTION,
@@ -39,6 +43,11 @@ def requests(template: ChatTemplate, *questions: str) -> list[Request]:
     return [Request(template.render_prompt(conversation(q))) for q in questions]
 
 
+@pytest.fixture(scope="module")
+def sandbox() -> PythonSandbox:
+    return PythonSandbox()
+
+
 def slow_calculator(code: str) -> str:
     time.sleep(1.0)
     return calculator(code)
@@ -51,26 +60,25 @@ def aborting_interpreter(code: str) -> str:
     return done.stdout
 
 
-def test_calls_run_and_their_output_is_fed_back(setup):
+def test_calls_run_and_their_output_is_fed_back(setup, sandbox):
     engine, tokenizer, template, config = setup
-    tools = ToolLoop({"python": calculator}, tokenizer)  # no search tool here
+    tools = ToolLoop({"python": sandbox}, tokenizer)  # no search tool here
     questions = list(TURNS)
     out = engine.generate_batch(requests(template, *questions), config, tools=tools)
     texts = {q: tokenizer.decode(c.tokens) for q, c in zip(questions, out, strict=True)}
     # the model goes on after the output the runtime pasted in, with the cache kept
-    assert texts[PYTHON_QUESTION] == TURNS[PYTHON_QUESTION]
-    assert texts[TWO_CALLS_QUESTION] == TURNS[TWO_CALLS_QUESTION]
-    assert texts[PLAIN_QUESTION] == TURNS[PLAIN_QUESTION]
+    for question in (PYTHON_QUESTION, TWO_CALLS_QUESTION, PLAIN_QUESTION, CRASH_QUESTION):
+        assert texts[question] == TURNS[question]  # the crash's output is the sandbox's verdict
+        assert out[questions.index(question)].finish_reason == STOP
     # a tool missing from the registry is an error text the model sees
     missing = "error: there is no search tool here (available tools: python)"
     assert f"{OUTPUT_START}{missing}{OUTPUT_END}" in texts[SEARCH_QUESTION]
-    assert all(c.finish_reason == STOP for c in out)
 
     python = out[questions.index(PYTHON_QUESTION)]
     (call,) = python.tool_calls
     assert (call.name, call.input, call.output, call.error, call.truncated) == ("python", "print(17*3)", "51", False,
                                                                                  False)
-    assert 0 <= call.seconds < 5
+    assert 0 < call.seconds < 30
     # the output block, markers included, is out of the loss; everything the model sampled is in
     block = tokenizer.encode_with_special(f"{OUTPUT_START}51{OUTPUT_END}")
     start = python.tokens.index(block[0])
@@ -79,16 +87,17 @@ def test_calls_run_and_their_output_is_fed_back(setup):
     assert [c.input for c in out[questions.index(TWO_CALLS_QUESTION)].tool_calls] == ["print(6*7)", "print(2**10)"]
 
 
-def test_each_row_gets_what_it_gets_alone_with_or_without_the_cache(setup):
+def test_each_row_gets_what_it_gets_alone_with_or_without_the_cache(setup, sandbox, search_workdir):
     engine, tokenizer, template, config = setup
-    tools = ToolLoop({"python": calculator, "search": calculator}, tokenizer)  # search gets a calculator's error
+    tools = ToolLoop({"python": sandbox, "search": CorpusSearch(search_workdir)}, tokenizer)
     batch = requests(template, *TURNS, PYTHON_QUESTION)
     cached = engine.generate_batch(batch, config, tools=tools)
     plain = engine.generate_batch(batch, SamplingConfig(**{**config.__dict__, "use_kv_cache": False}), tools=tools)
     assert [c.tokens for c in cached] == [c.tokens for c in plain]
     for request, completion in zip(batch, cached, strict=True):
         assert engine.generate_batch([request], config, tools=tools)[0].tokens == completion.tokens
-    assert cached[1].tool_calls[0].error and "not valid Python" in cached[1].tool_calls[0].output
+    (search,) = cached[list(TURNS).index(SEARCH_QUESTION)].tool_calls
+    assert search.output.startswith("[1] Escopete") and not search.error
 
 
 def test_other_rows_keep_sampling_while_a_tool_runs(setup):
@@ -118,7 +127,7 @@ def test_other_rows_keep_sampling_while_a_tool_runs(setup):
 def test_tool_failures_are_text_the_model_sees(setup, tool, expected):
     engine, tokenizer, template, config = setup
     tools = ToolLoop({"python": tool}, tokenizer, ToolLoopConfig(timeout_s=0.5))
-    # room for the error text (one token per byte) and more: the context shifts on the way
+    # room for the error text (one token per byte) and more
     config = SamplingConfig(**{**config.__dict__, "max_new_tokens": 300})
     (out,) = engine.generate_batch(requests(template, PYTHON_QUESTION), config, tools=tools)
     (call,) = out.tool_calls
