@@ -254,7 +254,7 @@ class BatchDecoder:
         for row, token in zip(ready, tokens, strict=True):
             row.logits = None
             events.append(row.accept(token))
-        calling = [row for row in ready if row.call is not None and row.finish_reason is None]
+        calling = [row for row in ready if row.call is not None]
         for row in calling:  # out of the batch with its cache until the tool answers
             row.parked = self.kv.select([self.batch.index(row)]) if self.kv is not None else None
         self.waiting += calling

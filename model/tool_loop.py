@@ -88,7 +88,7 @@ class RunningCall:
             if not isinstance(output, str):
                 raise TypeError(f"the tool returned {type(output).__name__}, not text")
             self.future.set_result((output, False))
-        except BaseException as exc:  # noqa: B036 - whatever a tool does is an error text, never a crash
+        except BaseException as exc:  # whatever a tool does (SystemExit too) is an error text, never a crash
             log.warning("tool %s failed on %r: %s: %s", self.name, self.text[:200], type(exc).__name__, exc)
             self.future.set_result((f"error: the {self.name} tool failed: {type(exc).__name__}: {exc}", True))
 
