@@ -9,15 +9,23 @@ learnt to answer in turns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from fineforge.flows.cli_generate import TextStream, load_checkpoint
 from fineforge.flows.cli_output import fail
+from fineforge.model.tool_loop import PYTHON, SEARCH, ToolLoop
+
+if TYPE_CHECKING:
+    from fineforge.model.chat_session import ChatSession
+    from fineforge.model.engine import RowEvent
+    from fineforge.model.tokenizer import Tokenizer
 
 PROMPT = "you> "
-TOOL_NAMES = ("python", "search")
+TOOL_NAMES = (PYTHON, SEARCH)
 NO_TOOLS = "none"
 COMMANDS = "/reset clears the history, /exit or Ctrl-D quits, Ctrl-C stops a reply"
 CALL_STYLE = {"fg": "cyan"}
@@ -30,9 +38,9 @@ def say(text: str, style: dict | None = None) -> None:
     typer.echo(typer.style(text, **style) if style and text else text, nl=False)
 
 
-def make_tool(name: str, workdir: Path):
+def make_tool(name: str, workdir: Path) -> Callable[[str], str]:
     """The real tool behind a name: the sandboxed Python runner, or the search index of the work dir."""
-    if name == "python":
+    if name == PYTHON:
         from fineforge.model.tools.sandbox import PythonSandbox
 
         return PythonSandbox()
@@ -68,7 +76,7 @@ def chat_tools(requested: str | None, workdir: Path) -> tuple[dict, list[str]]:
 class ReplyPrinter:
     """Writes one reply's events: the model's text as it comes, tool calls and outputs set apart."""
 
-    def __init__(self, tokenizer, tools) -> None:
+    def __init__(self, tokenizer: Tokenizer, tools: ToolLoop) -> None:
         self.tokenizer = tokenizer
         self.openers = {opener: name for opener, (name, _) in tools.openers.items()}
         self.closers = {closer for _, closer in tools.openers.values()}
@@ -86,7 +94,7 @@ class ReplyPrinter:
         if not self.line_start:
             self._write("\n")
 
-    def show(self, event) -> None:
+    def show(self, event: RowEvent) -> None:
         if event.inserted:
             self._new_line()
             inner = [t for t in event.tokens if t not in self.markers]
@@ -118,7 +126,7 @@ class ReplyPrinter:
             self._write(notes[reason] + "\n", NOTE_STYLE)
 
 
-def run_reply(session, tokenizer, text: str) -> None:
+def run_reply(session: ChatSession, tokenizer: Tokenizer, text: str) -> None:
     """Stream one reply; Ctrl-C stops it, and what it had said stays in the history."""
     printer = ReplyPrinter(tokenizer, session.tools)
     events = session.reply(text)
@@ -133,7 +141,7 @@ def run_reply(session, tokenizer, text: str) -> None:
     printer.finish(reason)
 
 
-def interactive(session, tokenizer, banner: str) -> None:
+def interactive(session: ChatSession, tokenizer: Tokenizer, banner: str) -> None:
     """Read messages until /exit or Ctrl-D; `/reset` starts the conversation again. Ctrl-C never quits."""
     import readline  # noqa: F401 - line editing and history for input()
 
@@ -149,7 +157,7 @@ def interactive(session, tokenizer, banner: str) -> None:
             say("\n(Ctrl-D or /exit quits)\n", NOTE_STYLE)
 
 
-def handle(session, tokenizer, line: str) -> bool:
+def handle(session: ChatSession, tokenizer: Tokenizer, line: str) -> bool:
     """Act on one line: a command or a message; False to quit."""
     if line in ("/exit", "/quit"):
         return False
@@ -186,7 +194,6 @@ def chat(
     from fineforge.model.chat import ChatFormatError, ChatTemplate, require_chat_tokens
     from fineforge.model.chat_session import CHAT_STAGES, ChatSession, is_chat_checkpoint
     from fineforge.model.engine import Engine, SamplingConfig
-    from fineforge.model.tool_loop import ToolLoop
 
     try:
         sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,

@@ -96,11 +96,13 @@ def test_ctrl_c_stops_the_reply_not_the_session(checkpoints):
         assert term.wait() == 0
 
 
-def test_one_shot_prompt_prints_the_reply_without_styles(checkpoints):
+def test_one_shot_prompt_prints_the_reply_without_styles(checkpoints, tmp_path):
+    # default tools: those available here (no search index in this work dir)
     result = CliRunner().invoke(app, ["chat", "-c", str(checkpoints["sft"]), "--prompt", PYTHON_QUESTION,
-                                      "--tools", "python", *GREEDY])
+                                      "--workdir", str(tmp_path), *GREEDY])
     assert result.exit_code == 0, result.output
-    assert "\x1b[" not in result.stdout and "[python] print(17*3)\n[output] 51\n" in result.stdout
+    assert f"(search tool off: no search index in {tmp_path}" in " ".join(result.stdout.split())
+    assert "\x1b[" not in result.stdout and "[python] print(17*3)\n[output] 51\nIt is 51.\n" in result.stdout
 
 
 def test_a_base_checkpoint_is_refused_unless_raw(checkpoints):
