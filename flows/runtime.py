@@ -25,7 +25,6 @@ def prepare_runtime(workdir: Path) -> None:
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
 def tracking_uri(workdir: Path, configured: str | None) -> str:

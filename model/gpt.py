@@ -12,7 +12,6 @@ Tied weights share one tensor, which safetensors' `save_file` refuses; save and 
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import math
 from dataclasses import asdict, dataclass, fields
@@ -21,10 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fineforge.model.config import check_types
+
 log = logging.getLogger(__name__)
 
 INIT_STD = 0.02  # GPT-2's initialisation of every weight matrix
 MLP_RATIO = 4  # hidden width of the MLP relative to n_embd
+# Upper bounds of a model's shape, far above any preset: a config (or a checkpoint's metadata) beyond
+# them is refused before anything is allocated.
+MAX_SHAPE = {"vocab_size": 1 << 22, "block_size": 1 << 16, "n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16}
+MAX_PARAMETERS = 10**11
 
 
 @dataclass
@@ -44,9 +49,10 @@ class GPTConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"GPTConfig.{name} must be positive, got {getattr(self, name)}")
+        check_types(self)
+        for name, most in MAX_SHAPE.items():
+            if not 0 < getattr(self, name) <= most:
+                raise ValueError(f"GPTConfig.{name} must be in [1, {most}], got {getattr(self, name)}")
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.n_embd % self.n_head:
@@ -57,6 +63,19 @@ class GPTConfig:
             raise ValueError(f"rotary embeddings need an even head dimension, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.num_parameters() > MAX_PARAMETERS:
+            raise ValueError(f"{self.num_parameters():,} parameters, more than {MAX_PARAMETERS:,}")
+
+    def num_parameters(self) -> int:
+        """Distinct parameters of the model this config describes (a tied matrix counts once), computed
+        without building it."""
+        c, kv_width, linear = self.n_embd, 2 * self.n_kv_head * self.head_dim, self._linear_parameters
+        block = 2 * c + linear(c, c + kv_width) + linear(c, c) + linear(c, MLP_RATIO * c) + linear(MLP_RATIO * c, c)
+        embeddings = self.vocab_size * c * (1 if self.tie_embeddings else 2)
+        return embeddings + self.n_layer * block + c
+
+    def _linear_parameters(self, n_in: int, n_out: int) -> int:
+        return n_in * n_out + (n_out if self.bias else 0)
 
     @property
     def head_dim(self) -> int:
@@ -349,24 +368,6 @@ class GPT(nn.Module):
         c = self.config
         n = self.num_parameters(non_embedding=True)
         return 6 * n + 12 * c.n_layer * c.n_head * c.head_dim * c.block_size
-
-    def configure_optimizer(
-        self, weight_decay: float, lr: float, betas: tuple[float, float], device_type: str
-    ) -> torch.optim.AdamW:
-        """AdamW with weight decay on matrices and embeddings only (not norms or biases); fused on CUDA."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
-        log.info(
-            "optimizer: %d decayed tensors (%d params), %d without decay (%d params), fused=%s",
-            len(decay), sum(p.numel() for p in decay), len(no_decay), sum(p.numel() for p in no_decay), fused,
-        )
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
 def preset_table() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,9 +41,20 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store with its schema, made once: migrating a new store takes seconds."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()  # creates the tables
+    return path
+
+
 @pytest.fixture
-def mlflow_uri(tmp_path, monkeypatch) -> str:
-    """A fresh MLflow store in a SQLite file, set as the tracking URI for one test."""
+def mlflow_uri(tmp_path, monkeypatch, mlflow_store_template) -> str:
+    """A fresh MLflow store in a SQLite file (a copy of the empty template), the tracking URI for one test."""
+    shutil.copyfile(mlflow_store_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     import mlflow

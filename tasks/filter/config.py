@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fineforge.tasks.common.word_tokenizer import shared_word_tokenizer
+from fineforge.tasks.filter.remote import RemoteReadConfig
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class FilterConfig(BaseModel):
     c4_quality: C4QualitySettings = Field(default_factory=C4QualitySettings)
     fineweb_quality: FineWebQualitySettings = Field(default_factory=FineWebQualitySettings)
     pii: PIISettings = Field(default_factory=PIISettings)
+    remote: RemoteReadConfig = Field(default_factory=RemoteReadConfig, description="How remote WARC files are read.")
 
 
 def language_model_path(settings: LanguageSettings) -> Path:

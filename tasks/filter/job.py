@@ -51,7 +51,7 @@ def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank
     started = time.time()
     reader_counts: Counter = Counter()
     steps = build_filter_steps(config)
-    documents = _counted(iter_html_documents(uri, reader_counts), reader_counts, "documents_in")
+    documents = _counted(iter_html_documents(uri, reader_counts, config.remote), reader_counts, "documents_in")
     with PartWriter(part_path) as writer:
         for document in run_steps(steps, documents, rank=rank, extract_ahead=EXTRACT_AHEAD):
             writer.write(document_row(document, dump))
@@ -102,6 +102,8 @@ def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, o
     uris = list(warc_uris)
     if not uris:
         return merge_filter_statistics([])
+    concurrent = min(len(uris), spark.sparkContext.defaultParallelism)
+    config = config.model_copy(update={"remote": config.remote.task_share(concurrent)})  # the run's rate, shared
     task = partial(_filter_partition, config=config, output_dir=str(output_dir.resolve()), dump=dump)
     rdd = spark.sparkContext.parallelize(uris, numSlices=len(uris))
     per_file = rdd.mapPartitionsWithIndex(task).collect()

@@ -29,7 +29,7 @@ from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 
-from fineforge.tasks.filter.warc_input import open_uri
+from fineforge.tasks.filter.remote import RemoteReadConfig, open_warc
 
 log = logging.getLogger(__name__)
 
@@ -283,17 +283,18 @@ class _WarcFileReader:
         log.error("%s: unreadable file: %s", self.uri, reason)
 
 
-def iter_html_documents(uri: str, counts: Counter) -> Iterator[Document]:
+def iter_html_documents(uri: str, counts: Counter, remote: RemoteReadConfig | None = None) -> Iterator[Document]:
     """Stream the HTML documents (HTTP 200, text/html or application/xhtml+xml) of one WARC/ARC file.
 
     ``text`` and ``id`` equal what datatrove's WarcReader yields for the same record; ``metadata`` holds
     url, date and file_path (as datatrove), warc_file, warc_offset (byte offset of the record in the file;
     for a file that is one gzip stream, in the decompressed stream), crawl_date and content_type.
     ``counts`` gets ``records`` (intact records), ``html_documents``, ``skipped_<reason>``,
-    ``corrupt_record`` and ``unreadable_file``. Bad data never raises out of this iterator.
+    ``corrupt_record`` and ``unreadable_file``; remote files add their requests, retries and resumptions
+    (see `tasks.filter.remote`). Bad data never raises out of this iterator.
     """
     try:
-        fh = open_uri(uri)
+        fh = open_warc(uri, counts, remote)
     except Exception as e:  # fsspec raises per protocol: OSError, ValueError, ImportError...
         counts["unreadable_file"] += 1
         log.error("%s: unreadable file: cannot open it (%s: %s)", uri, type(e).__name__, e)

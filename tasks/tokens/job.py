@@ -26,7 +26,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, field_validator
 
-from fineforge.model.shards import MANIFEST, ShardError, read_shard, shard_dtype, write_manifest, write_shard
+from fineforge.model.shards import (
+    MANIFEST,
+    ShardError,
+    read_shard,
+    shard_dtype,
+    shard_entry,
+    write_manifest,
+    write_shard,
+)
 from fineforge.model.tokenizer import BPETrainingConfig, Tokenizer, load_tokenizer, train_bpe
 from fineforge.tasks.common.spark import SparkConfig, SparkProgress, spark_session
 from fineforge.tasks.common.stage import file_identity, merge_counts, run_stage
@@ -36,7 +44,6 @@ log = logging.getLogger(__name__)
 
 TOKENS_STAGE = "tokens"
 PARTS_DIR = "_parts"
-TOKENIZER_COPY = "tokenizer.json"
 DEFAULT_SHARD_TOKENS = 100_000_000
 
 
@@ -118,7 +125,7 @@ def _assemble_shards(parts_dir: Path, output_dir: Path, partitions: list[int], d
         for index, tokens in enumerate(rechunk(parts, shard_tokens)):
             name = f"{split}_{index:06d}.bin"
             sha = write_shard(output_dir / name, tokens, dtype)
-            shards.append({"file": name, "split": split, "tokens": int(tokens.size), "sha256": sha})
+            shards.append(shard_entry(name, split, tokens.size, sha))
             log.info("wrote %s (%d tokens)", name, tokens.size)
     return shards
 
@@ -154,22 +161,10 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
     shards = _assemble_shards(parts_dir, output_dir, partitions, dtype, config.shard_tokens)
     shutil.rmtree(parts_dir)
 
-    manifest = {
-        "tokenizer": tokenizer.name,
-        "vocab_size": tokenizer.vocab_size,
-        "dtype": dtype,
-        "eot_id": tokenizer.eot_id,
-        "special_tokens": tokenizer.special_tokens,
-        "shard_tokens": config.shard_tokens,
-        "val_fraction": config.val_fraction,
-        "tokens": {split: counts.get(f"tokens_{split}", 0) for split in SPLITS},
-        "documents": {split: counts.get(f"documents_{split}", 0) for split in SPLITS},
-        "shards": shards,
-    }
-    if Path(config.tokenizer).is_file():
-        shutil.copyfile(config.tokenizer, output_dir / TOKENIZER_COPY)
-        manifest["tokenizer_file"] = TOKENIZER_COPY
-    write_manifest(output_dir, manifest)
+    manifest = write_manifest(
+        output_dir, tokenizer, dtype, shards, shard_tokens=config.shard_tokens, val_fraction=config.val_fraction,
+        documents={split: counts.get(f"documents_{split}", 0) for split in SPLITS},
+    )  # fmt: skip
 
     tokens = sum(manifest["tokens"].values())
     dropped = {reason: counts.get(f"dropped_{reason}", 0) for reason in (EMPTY, INVALID_UTF8)}
@@ -182,7 +177,7 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
         "dropped": dropped,
         "documents_longer_than_shard": counts.get("documents_longer_than_shard", 0),
         "tokens": tokens,
-        **{f"tokens_{split}": manifest["tokens"][split] for split in SPLITS},
+        **{f"tokens_{split}": manifest["tokens"].get(split, 0) for split in SPLITS},
         "shards": len(shards),
         "bytes": counts.get("bytes", 0),
         "bytes_per_token": round(counts.get("bytes", 0) / tokens, 4) if tokens else 0.0,
@@ -275,11 +270,4 @@ def shard_statistics(directory: Path, manifest: dict) -> list[dict]:
             "min_id": int(tokens.min()) if count else None, "max_id": int(tokens.max()) if count else None,
         })
     return rows
-
-
-def manifest_tokenizer(directory: Path, manifest: dict, vocab_dir: str | None = None) -> Tokenizer:
-    """The tokenizer that wrote the shards (the copy kept beside them for a trained one)."""
-    if manifest.get("tokenizer_file"):
-        return load_tokenizer(str(directory / manifest["tokenizer_file"]))
-    return load_tokenizer(manifest["tokenizer"], vocab_dir)
 
