@@ -15,6 +15,7 @@ import torch
 from fineforge.model.chat import ChatTemplate, Conversation
 from fineforge.model.checkpoint import save_checkpoint
 from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.optim import adamw
 from fineforge.model.tokenizer import (
     CODE_END,
     CODE_START,
@@ -71,7 +72,7 @@ def train_tool_caller(steps: int = TRAIN_STEPS, seed: int = 0, block_size: int =
         mask[i, :n] = torch.tensor(loss_mask[1:], dtype=torch.float)
     torch.manual_seed(seed)
     model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **MODEL_SHAPE))
-    optimizer = model.configure_optimizer(weight_decay=0.0, lr=LEARNING_RATE, betas=(0.9, 0.95), device_type="cpu")
+    optimizer = adamw(model, weight_decay=0.0, lr=LEARNING_RATE, betas=(0.9, 0.95), device_type="cpu")
     for _ in range(steps):
         _, loss = model(inputs, targets=targets, loss_mask=mask)
         loss.backward()
@@ -80,13 +81,12 @@ def train_tool_caller(steps: int = TRAIN_STEPS, seed: int = 0, block_size: int =
     return model.eval(), tokenizer
 
 
-def save_chat_checkpoint(model: GPT, tokenizer: Tokenizer, run_dir: Path, stage: str | None = "sft") -> Path:
-    """Write the model as the trainer writes checkpoints; `stage` is the metadata's chat marker (None: a base model)."""
-    optimizer = model.configure_optimizer(weight_decay=0.0, lr=LEARNING_RATE, betas=(0.9, 0.95), device_type="cpu")
+def save_chat_checkpoint(model: GPT, tokenizer: Tokenizer, run_dir: Path) -> Path:
+    """Write the model as the trainer writes checkpoints, marked as an SFT model (metadata "stage": "sft")."""
+    optimizer = adamw(model, weight_decay=0.0, lr=LEARNING_RATE, betas=(0.9, 0.95), device_type="cpu")
     meta = {
         "model": model.config.to_dict(),
+        "stage": "sft",
         "tokenizer": {"spec": "bytes", "name": tokenizer.name, "vocab_size": tokenizer.vocab_size},
     }
-    if stage is not None:
-        meta["stage"] = stage
     return save_checkpoint(Path(run_dir) / "checkpoints", 1, model, optimizer, meta)

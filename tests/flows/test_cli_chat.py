@@ -15,10 +15,10 @@ from fineforge.flows.cli import app
 from fineforge.model.chat import ChatTemplate, Conversation
 from fineforge.model.chat_session import ChatSession
 from fineforge.model.engine import Engine, SamplingConfig
-from fineforge.model.gpt import GPT, GPTConfig
 from fineforge.model.tokenizer import IM_END
 from fineforge.model.tool_loop import ToolLoop
 from fineforge.model.tools.calculator import calculator
+from testkit.checkpoints import tiny_bytes_checkpoint
 from testkit.pty_session import PtySession
 from testkit.tool_caller import (
     CRASH_QUESTION,
@@ -42,9 +42,7 @@ def checkpoints(tool_caller, tmp_path_factory) -> dict[str, Path]:
     """The trained tool caller as an SFT checkpoint, and a random base model's checkpoint."""
     model, tokenizer = tool_caller
     root = tmp_path_factory.mktemp("chat")
-    base = GPT(GPTConfig.from_preset("tiny", block_size=512, n_layer=2, n_head=2, n_embd=64))
-    return {"sft": save_chat_checkpoint(model, tokenizer, root / "sft"),
-            "base": save_chat_checkpoint(base, tokenizer, root / "base", stage=None)}
+    return {"sft": save_chat_checkpoint(model, tokenizer, root / "sft"), "base": tiny_bytes_checkpoint(root / "base")}
 
 
 def terminal(*args: str) -> PtySession:
