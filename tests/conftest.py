@@ -93,3 +93,33 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tool_caller():
+    """A tiny chat model trained in seconds to call the python and search tools (testkit/tool_caller.py),
+    with its bytes tokenizer; shared by the engine, tool loop and chat tests."""
+    import torch
+
+    from testkit.tool_caller import train_tool_caller
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_tool_caller()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def search_workdir(shared_data, tmp_path_factory) -> Path:
+    """A work dir with the search index of one real CommonCrawl page (the Aragonese Wikipedia's Escopete)."""
+    from fineforge.tasks.search.config import SearchIndexConfig
+    from fineforge.tasks.search.job import build_search_index
+    from testkit.search_corpus import WET_FILES, wet_documents, write_dump
+
+    workdir = tmp_path_factory.mktemp("search-work")
+    dump = "CC-MAIN-2024-22"
+    write_dump(workdir, dump, wet_documents(shared_data / "warc" / WET_FILES[dump]))
+    build_search_index(workdir, SearchIndexConfig(workdir=str(workdir)))
+    return workdir
