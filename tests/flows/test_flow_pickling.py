@@ -11,27 +11,39 @@ import cloudpickle
 import pytest
 
 from fineforge.flows.deploy import load_flow, read_deployments
+from testkit.checkpoints import tiny_bytes_checkpoint
+from testkit.rl import write_digit_prompts
+from testkit.shakespeare import write_shakespeare_shards
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
 
 
-def valid_parameters(shared_data: Path, tmp_path: Path) -> dict[str, dict]:
-    """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
-    return {
-        "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
-                                  "workdir": str(tmp_path)}},
-        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path)}},
-        "pretrain": {"config": {"train": {"data_dir": str(tmp_path), "run_dir": str(tmp_path / "run")}}},
-    }
+def valid_parameters(flow_name: str, shared_data: Path, tmp_path: Path) -> dict:
+    """The smallest valid parameters of a deployed flow, with the real inputs its config checks (a new flow adds its
+    own here)."""
+    builders = {
+        "data_build": lambda: {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
+                                          "workdir": str(tmp_path)}},
+        "tokenize": lambda: {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path)}},
+        "pretrain": lambda: {"config": {"train": {
+            "data_dir": str(write_shakespeare_shards(shared_data / "corpora" / "tinyshakespeare.txt",
+                                                     tmp_path / "shards", limit=50_000)),
+            "run_dir": str(tmp_path / "run")}}},
+        "rl": lambda: {"config": {"train": {
+            "init_checkpoint": str(tiny_bytes_checkpoint(tmp_path / "init")), "verifier": "word_problems",
+            "prompts": str(write_digit_prompts(tmp_path / "prompts.jsonl", 16)), "max_new_tokens": 32,
+            "run_dir": str(tmp_path / "run")}}},
+    }  # fmt: skip
+    assert flow_name in builders, f"add the smallest valid parameters of {flow_name!r} to valid_parameters()"
+    return builders[flow_name]()
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
 def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(shared_data, tmp_path)
-    assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
+    parameters = valid_parameters(flow.name, shared_data, tmp_path)
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
-    validated = copy.validate_parameters(parameters[flow.name])
+    validated = copy.validate_parameters(parameters)
     assert type(validated["config"]).__name__ != "dict"  # the config model was built
 
 
