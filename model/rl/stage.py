@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "rl"
 EVAL_STREAM = 1 << 40  # the held-out samples' seed stream, apart from every roll-out batch's
+SHOWN_ANSWER = 60  # characters of a prompt's reference answer shown with its roll-outs (GSM8K's are solutions)
 UPDATE_SUMS = ("clip_fraction", "kl", "ratio_mean", "entropy")  # token-weighted sums over a step, then the count
 
 
@@ -274,8 +275,10 @@ class RLStage(Stage):
         g, parts = self.config.samples_per_prompt, []
         for group, index in enumerate(indices[: self.config.sample_groups]):
             prompt = self.train_set.prompts[index]
-            parts.append(f"=== prompt {prompt.metadata.get('id', index)} (answer {prompt.metadata.get('answer')!r}):"
-                         f"\n{prompt.messages.messages[-1].content}\n")
+            answer = str(prompt.metadata.get("answer"))
+            answer = answer if len(answer) <= SHOWN_ANSWER else "..." + answer[-SHOWN_ANSWER:]
+            parts.append(f"=== prompt {prompt.metadata.get('id', index)} (answer {answer!r}):\n"
+                         f"{prompt.messages.messages[-1].content}\n")
             for rollout in rollouts[group * g : (group + 1) * g]:
                 parts.append(f"--- reward {rollout.reward:g}, {rollout.finish_reason}, "
                              f"{len(rollout.completion)} tokens:\n{rollout.text}\n")
