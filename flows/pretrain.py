@@ -10,10 +10,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from fineforge.flows.runtime import tracking_uri
 from fineforge.model.pretrain import SUMMARY_FILE, PretrainConfig
 from fineforge.model.tracking import RUN_ID_ENV, TRACKING_URI_ENV
-from fineforge.tasks.training.mlflow_run import close_mlflow_run, open_mlflow_run
+from fineforge.tasks.tracking import close_mlflow_run, open_mlflow_run, tracking_uri
 from fineforge.tasks.training.torchrun import LaunchConfig, torchrun_task
 
 CONFIG_FILE = "pretrain_config.json"

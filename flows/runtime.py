@@ -27,11 +27,3 @@ def prepare_runtime(workdir: Path) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-
-def tracking_uri(workdir: Path, configured: str | None) -> str:
-    """MLflow tracking URI: the configured one, else $MLFLOW_TRACKING_URI, else a SQLite file in the work dir."""
-    if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
