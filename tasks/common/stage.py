@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,20 @@ class StageOutput:
     @property
     def group(self) -> str:
         return self.path.parent.name
+
+
+@dataclass(frozen=True)
+class ConfiguredStage:
+    """The common shape of a stage whose output is decided by its config and its inputs (upstream outputs, or
+    files): subclasses set `name`, narrow the types of `config` and `inputs`, and write `run`."""
+
+    config: Any  # a pydantic model
+    inputs: list[Any]
+    group: str
+    name: ClassVar[str]
+
+    def fingerprint_parts(self) -> list[Any]:
+        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
 
 
 def stage_path(workdir: str | Path, group: str, name: str) -> Path:

@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from fineforge.tasks.common.spark_jobs import write_partitions
-from fineforge.tasks.common.stage import StageOutput, input_identity
+from fineforge.tasks.common.stage import ConfiguredStage, StageOutput
 from fineforge.tasks.dedup.config import DEDUPLICATED, DedupConfig
 from fineforge.tasks.dedup.connected_components import connected_components
 from fineforge.tasks.dedup.keys import normalised_text_hash, normalised_url
@@ -256,16 +256,12 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
 
 
 @dataclass(frozen=True)
-class DedupStage:
+class DedupStage(ConfiguredStage):
     """`<workdir>/<group>/deduplicated/`: the documents of `inputs` (one dump's, or all dumps') without duplicates."""
 
     config: DedupConfig
     inputs: list[StageOutput]
-    group: str
     name: ClassVar[str] = DEDUPLICATED
-
-    def fingerprint_parts(self) -> list[Any]:
-        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
         return deduplicate_parquet(spark, [output.path for output in self.inputs], self.config, output_dir)

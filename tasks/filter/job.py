@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from fineforge.tasks.common.datatrove_steps import dropped_by_reason, pipeline_statistics, run_steps
 from fineforge.tasks.common.documents import PartWriter, document_row
 from fineforge.tasks.common.spark_jobs import run_per_file
-from fineforge.tasks.common.stage import input_identity
+from fineforge.tasks.common.stage import ConfiguredStage
 from fineforge.tasks.filter.config import FILTERED, FilterConfig, build_filter_steps
 from fineforge.tasks.filter.extraction_ahead import DEFAULT_AHEAD
 
@@ -77,16 +77,12 @@ def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, o
 
 
 @dataclass(frozen=True)
-class FilterStage:
+class FilterStage(ConfiguredStage):
     """`<workdir>/<dump>/filtered/`: the documents of the WARC files `inputs` that pass the FineWeb filters."""
 
     config: FilterConfig
     inputs: list[str]
-    group: str
     name: ClassVar[str] = FILTERED
-
-    def fingerprint_parts(self) -> list[Any]:
-        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
         return filter_warcs_to_parquet(spark, self.inputs, self.config, output_dir, self.group)

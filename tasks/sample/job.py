@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from fineforge.tasks.common.documents import PARQUET_BATCH_ROWS, PartWriter, parquet_files
 from fineforge.tasks.common.spark_jobs import run_per_file
-from fineforge.tasks.common.stage import StageOutput, input_identity
+from fineforge.tasks.common.stage import ConfiguredStage, StageOutput
 from fineforge.tasks.sample.config import SAMPLED, SampleConfig
 from fineforge.tasks.sample.documents import sample_batch
 
@@ -30,16 +30,12 @@ def sample_part(path: str, part_path: Path, rank: int, config: SampleConfig) -> 
 
 
 @dataclass(frozen=True)
-class SampleStage:
+class SampleStage(ConfiguredStage):
     """`<workdir>/<group>/sampled/`: a deterministic fraction of the documents of `inputs`."""
 
     config: SampleConfig
     inputs: list[StageOutput]
-    group: str
     name: ClassVar[str] = SAMPLED
-
-    def fingerprint_parts(self) -> list[Any]:
-        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
         files = [str(path) for path in parquet_files([output.path for output in self.inputs])]

@@ -18,7 +18,7 @@ from datatrove.data import Document
 from fineforge.tasks.common.datatrove_steps import dropped_by_reason, pipeline_statistics, run_steps
 from fineforge.tasks.common.documents import PartWriter, document_row, parquet_files, read_documents
 from fineforge.tasks.common.spark_jobs import run_per_file
-from fineforge.tasks.common.stage import StageOutput, input_identity
+from fineforge.tasks.common.stage import ConfiguredStage, StageOutput
 from fineforge.tasks.scrub.config import SCRUBBED, ScrubConfig, build_scrub_steps
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,12 @@ def scrub_parquet(spark, input_dir: Path, config: ScrubConfig, output_dir: Path)
 
 
 @dataclass(frozen=True)
-class ScrubStage:
-    """`<workdir>/<group>/scrubbed/`: the documents of `inputs` with personal data replaced."""
+class ScrubStage(ConfiguredStage):
+    """`<workdir>/<group>/scrubbed/`: the documents of `inputs` (one stage output) with personal data replaced."""
 
     config: ScrubConfig
     inputs: list[StageOutput]
-    group: str
     name: ClassVar[str] = SCRUBBED
-
-    def fingerprint_parts(self) -> list[Any]:
-        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
         (upstream,) = self.inputs
