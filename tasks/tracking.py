@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 MLFLOW_DB = "mlflow.db"
+SQLITE_PREFIX = "sqlite:///"
+ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store: the artifacts of its experiments
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
@@ -36,6 +38,14 @@ def tracking_uri(workdir: Path, configured: str | None = None) -> str:
     return f"sqlite:///{(Path(workdir) / MLFLOW_DB).resolve()}"
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a local SQLite store (MLflow's own default would be
+    ./mlruns in whatever the current directory is), else the tracking server's default."""
+    if uri.startswith(SQLITE_PREFIX):
+        return (Path(uri.removeprefix(SQLITE_PREFIX)).resolve().parent / ARTIFACTS_DIR).as_uri()
+    return None
+
+
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
@@ -46,7 +56,7 @@ def open_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, str] |
     """Create a run (and its experiment when new) at `uri`; return its id."""
     client = _client(uri)
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location(uri))
     run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
     log.info("MLflow run %s in experiment %s at %s", run.info.run_id, experiment, uri)
     return run.info.run_id

@@ -135,6 +135,8 @@ def test_statistics_reach_prefect_and_mlflow(built):
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["fineforge-data-build"], output_format="list")
     assert len(runs) == 1
+    assert runs[0].info.artifact_uri.startswith((workdir / "mlartifacts").as_uri())  # not ./mlruns of the cwd
+    assert mlflow.artifacts.list_artifacts(run_id=runs[0].info.run_id, artifact_path="samples/filtered")
     metrics = runs[0].data.metrics
     for dump in dumps(workdir):
         assert metrics[f"{dump}/filtered/documents_out"] == read_stats(workdir, dump, "filtered")["documents_out"]
