@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from fineforge.flows.cli_conversations import conversations_app
 from fineforge.flows.cli_data import data_app
 from fineforge.flows.cli_generate import generate
+from fineforge.flows.cli_preferences import preferences_app
+from fineforge.flows.cli_rank import rank
+from fineforge.flows.cli_search import search_app
 from fineforge.flows.cli_tokens import tokens_app
 from fineforge.flows.cli_train import train_app
 
@@ -18,7 +22,11 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Build the pre-training corpus from WARC files (Spark).")
 app.add_typer(tokens_app, name="tokens", help="Tokenizers and token shards.")
 app.add_typer(train_app, name="train", help="Train models with torchrun.")
+app.add_typer(conversations_app, name="conversations", help="Conversation data for SFT: render, tokenize, mask.")
+app.add_typer(search_app, name="search", help="Full-text search over the built corpus: build the index, query it.")
 app.command("generate", help="Sample continuations from a checkpoint.")(generate)
+app.add_typer(preferences_app, name="preferences", help="Preference data for reward models.")
+app.command("rank", help="Rank sampled completions in the terminal.")(rank)
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ tokens_app = typer.Typer(no_args_is_help=True)
 
 SAMPLE_STYLES = ("black on bright_cyan", "black on bright_yellow")
 SPECIAL_STYLE = "bold white on red"
+TRAINABLE_STYLES = ("black on bright_green", "black on green")  # conversation tokens with loss mask 1
+TRAINABLE_SPECIAL_STYLE = "bold white on dark_green"
 
 INPUT_HELP = "Parquet folder of documents (repeatable); default: every <workdir>/<dump>/scrubbed/."
 CONFIG_HELP = "JSON config file; options override it."
@@ -101,7 +103,9 @@ def inspect(
     offset: int = typer.Option(0, help="Where the sample starts in the shard."),
     verify: bool = typer.Option(True, help="Verify each shard's header, token count and sha256."),
 ) -> None:
-    """Manifest and shard statistics, a decoded sample with token boundaries, checksum verification."""
+    """Manifest and shard statistics, a decoded sample with token boundaries (and, for conversation shards, the
+    loss mask: trainable tokens in green), checksum verification."""
+    from fineforge.model import conversation_shards as conversations
     from fineforge.model.shards import ShardError, load_manifest, read_shard
     from fineforge.model.tokenizer import TokenizerError
     from fineforge.tasks.tokens.inspection import manifest_tokenizer, shard_directory, shard_statistics
@@ -111,7 +115,8 @@ def inspect(
     try:
         directory = shard_directory(path)
         manifest = load_manifest(directory, verify=False)
-        rows = shard_statistics(directory, manifest)
+        is_conversations = conversations.is_conversation_set(manifest)
+        rows = (conversations.conversation_shard_rows if is_conversations else shard_statistics)(directory, manifest)
     except (ShardError, KeyError, ValueError) as e:
         fail(f"cannot read shards: {e}", code=1)
 
@@ -122,6 +127,8 @@ def inspect(
     for split in ("train", "val"):
         summary.add_row(f"{split}: tokens / documents",
                         f"{manifest['tokens'].get(split, 0):,} / {manifest['documents'].get(split, 0):,}")
+        if is_conversations:
+            summary.add_row(f"{split}: trainable tokens", f"{manifest['trainable_tokens'].get(split, 0):,}")
     console.print(summary)
     shards = Table(title="shards")
     for column in ("file", "split", "tokens", "documents", "mean_document_tokens", "min_id", "max_id"):
@@ -140,25 +147,35 @@ def inspect(
         else:
             ids = [int(i) for i in read_shard(sample_file)[offset : offset + sample_tokens]]
             console.print(f"sample: {sample_file.name} tokens {offset}..{offset + len(ids)} (one colour per token)")
-            console.print(token_boundaries(tok, ids))
+            mask = None
+            if is_conversations:
+                mask = [int(m) for m in conversations.shard_mask(directory, manifest, sample_file.name)[
+                    offset : offset + len(ids)]]
+                console.print(f"loss mask: {sum(mask)} of {len(ids)} tokens trainable (green)")
+            console.print(token_boundaries(tok, ids, mask))
 
     if verify:
         try:
             load_manifest(directory, verify=True)
+            if is_conversations:
+                conversations.verify_conversation_set(directory, manifest)
         except ShardError as e:
             fail(f"checksum verification FAILED: {e}", code=1)
         count = len(manifest["shards"])
         console.print(f"[green]verified[/]: {count} shards match the manifest (header, token count, sha256)")
 
 
-def token_boundaries(tok, ids: list[int]) -> Text:
-    """Decoded tokens in alternating colours; special tokens highlighted, newlines shown as \\n."""
+def token_boundaries(tok, ids: list[int], mask: list[int] | None = None) -> Text:
+    """Decoded tokens in alternating colours; special tokens highlighted, newlines shown as \\n; with a loss
+    mask, trainable tokens in green."""
     specials = set(tok.special_tokens.values())
     text = Text()
     for n, token_id in enumerate(ids):
+        trainable = bool(mask and mask[n])
         if token_id in specials:
-            text.append(tok.decode([token_id]), style=SPECIAL_STYLE)
+            text.append(tok.decode([token_id]), style=TRAINABLE_SPECIAL_STYLE if trainable else SPECIAL_STYLE)
             continue
         piece = tok.token_bytes(token_id).decode("utf-8", errors="replace").replace("\n", "\\n")
-        text.append(piece, style=SAMPLE_STYLES[n % len(SAMPLE_STYLES)])
+        styles = TRAINABLE_STYLES if trainable else SAMPLE_STYLES
+        text.append(piece, style=styles[n % len(styles)])
     return text

@@ -221,15 +221,21 @@ def load_training_state(
     return meta
 
 
+def find_checkpoint(checkpoint_dir: str | Path) -> Path:
+    """The checkpoint folder meant by a checkpoint folder, a folder of them, or a run folder (the newest)."""
+    path = Path(checkpoint_dir)
+    if (path / META_FILE).is_file():
+        return path
+    found = latest_checkpoint(path) or latest_checkpoint(path / CHECKPOINTS_SUBDIR)
+    if found is None:
+        raise CheckpointError(f"{checkpoint_dir}: no checkpoint found")
+    return found
+
+
 def load_model(checkpoint_dir: str | Path, device: str = "cpu") -> tuple[GPT, dict]:
     """A GPT in eval mode and its checkpoint metadata, from a checkpoint folder, a folder of them, or a run
     folder (the newest checkpoint is taken)."""
-    path = Path(checkpoint_dir)
-    if not (path / META_FILE).is_file():
-        found = latest_checkpoint(path) or latest_checkpoint(path / CHECKPOINTS_SUBDIR)
-        if found is None:
-            raise CheckpointError(f"{checkpoint_dir}: no checkpoint found")
-        path = found
+    path = find_checkpoint(checkpoint_dir)
     meta = read_meta(path)
     model = GPT(GPTConfig.from_dict(meta["model"]))
     load_weights_into(model, path)

@@ -22,11 +22,15 @@ def artifact_key(output: StageOutput) -> str:
 
 
 @task(name="run-stage", task_run_name="{stage.group}/{stage.name}", cache_policy=NO_CACHE)
-def run_stage(stage: Stage, workdir: Path, spark: SparkConfig) -> StageOutput:
-    """Run `stage` as `<workdir>/<group>/<name>/` on the Spark session of `spark`; return its output."""
-    session = spark_session(spark)
-    with SparkProgress(session, f"{stage.group}/{stage.name}"):
-        output = execute_stage(stage, workdir, session)
+def run_stage(stage: Stage, workdir: Path, spark: SparkConfig | None = None) -> StageOutput:
+    """Run `stage` as `<workdir>/<group>/<name>/`, on the Spark session of `spark` (None: a stage without
+    Spark); return its output."""
+    if spark is None:
+        output = execute_stage(stage, workdir)
+    else:
+        session = spark_session(spark)
+        with SparkProgress(session, f"{stage.group}/{stage.name}"):
+            output = execute_stage(stage, workdir, session)
     skipped = " (skipped: already complete)" if output.skipped else ""
     create_table_artifact(stats_rows(output.statistics), key=artifact_key(output),
                           description=f"Statistics of {output.path}{skipped}.")

@@ -1,0 +1,1 @@
+"""Tools a model calls while it generates: the Python sandbox (corpus search comes from tasks.search)."""

@@ -1,0 +1,70 @@
+"""Search the corpus: ranked passages from the work dir's index, and the tool the engine calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fineforge.tasks.search.config import index_path, indexed_dumps
+from fineforge.tasks.search.index import SearchError, SearchHit, open_index, query_words, search_index
+
+DEFAULT_K = 3
+# Passages fetched per wanted hit, so that k distinct documents remain after keeping each one's best passage.
+CANDIDATES_PER_HIT = 4
+BUILD_COMMAND = "fineforge search build --workdir {workdir}"
+
+
+class CorpusSearch:
+    """The search index of a work dir, over every indexed dump or the named ones.
+
+    `search(query, k)` returns ranked passages; calling the object with a query returns the text of the
+    top `k` passages, the plain `str -> str` tool the chat engine pastes into the model's context.
+    """
+
+    def __init__(self, workdir: str | Path, dumps: list[str] | None = None, k: int = DEFAULT_K) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.workdir, self.k, self.dumps = Path(workdir), k, dumps or None
+        available = sorted(indexed_dumps(self.workdir))
+        build = BUILD_COMMAND.format(workdir=self.workdir)
+        if not available:
+            raise SearchError(f"no search index in {self.workdir}: build it with `{build}`")
+        missing = sorted(set(dumps or []) - set(available))
+        if missing:
+            raise SearchError(f"no search index for {', '.join(missing)} in {self.workdir} (indexed: "
+                              f"{', '.join(available)}): build it with `{build} --dump {missing[0]}`")
+        self.index = open_index(index_path(self.workdir))
+
+    def search(self, query: str, k: int | None = None) -> list[SearchHit]:
+        """The top `k` passages, best first, at most one per document (its best).
+
+        SearchError for a query without words.
+        """
+        k = k or self.k
+        words = query_words(query)
+        if not words:
+            raise SearchError(f"the query has no words to search for: {query!r}")
+        return best_per_document(search_index(self.index, words, k * CANDIDATES_PER_HIT, self.dumps), k)
+
+    def __call__(self, query: str) -> str:
+        """The tool: a query in, the top passages as text out (never raises for what the query says)."""
+        try:
+            hits = self.search(query)
+        except (SearchError, ValueError) as e:
+            return f"search error: {e}"
+        return format_hits(hits) if hits else f"no results for: {query}"
+
+
+def best_per_document(hits: list[SearchHit], k: int) -> list[SearchHit]:
+    """The first `k` hits of distinct documents (neighbouring passages overlap: one per document reads better)."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for hit in hits:
+        if (hit.dump, hit.doc_id) not in seen and len(kept) < k:
+            seen.add((hit.dump, hit.doc_id))
+            kept.append(hit)
+    return kept
+
+
+def format_hits(hits: list[SearchHit]) -> str:
+    """Ranked passages as the model reads them: a header line with title and url, then the passage."""
+    return "\n\n".join(f"[{rank}] {hit.title} ({hit.url})\n{hit.text}" for rank, hit in enumerate(hits, 1))
