@@ -58,7 +58,8 @@ def read_stats(workdir: Path, dump: str, stage: str) -> dict:
 
 
 def dumps(workdir: Path) -> list[str]:
-    return sorted(p.name for p in workdir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The dumps of the build: the folders with a filtered stage (beside them: mlflow.db, mlartifacts, .prefect)."""
+    return sorted(p.parent.name for p in workdir.glob("*/filtered"))
 
 
 def test_build_writes_documents_and_consistent_statistics(built):
