@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fineforge.model.pretrain import SUMMARY_FILE
-from fineforge.model.shards import write_shard_set
+from fineforge.model.shards import load_manifest, write_shard_set
 from fineforge.model.tokenizer import load_tokenizer
 from fineforge.model.tracking import read_metrics
-from fineforge.tasks.training.torchrun import LaunchConfig, run_command, torchrun_command
+from fineforge.model.trainer import SUMMARY_FILE
+from fineforge.tasks.training.launch import LaunchConfig, run_command, torchrun_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def write_shakespeare(text_path: Path, out_dir: Path) -> Path:
     tokenizer = load_tokenizer("bytes")
     tokens = np.asarray(tokenizer.encode(text_path.read_text()), dtype=np.uint32)
     cut = int(len(tokens) * TRAIN_FRACTION)
-    write_shard_set(out_dir, [("train", tokens[:cut]), ("val", tokens[cut:])], tokenizer.name, tokenizer.vocab_size)
+    write_shard_set(out_dir, [("train", tokens[:cut]), ("val", tokens[cut:])], tokenizer)
     return out_dir
 
 
@@ -88,8 +88,7 @@ def measured_steps(run_dir: Path, skip: int) -> dict:
 
 
 def quality(work: Path, data: Path, args: argparse.Namespace) -> dict:
-    val_tokens = next(s["tokens"] for s in json.loads((data / "manifest.json").read_text())["shards"]
-                      if s["split"] == "val")
+    val_tokens = load_manifest(data, verify=False)["tokens"]["val"]
     batch, seq_len = NANOGPT_CPU["micro_batch_size"], 64
     whole_val = (val_tokens - 1) // seq_len // batch  # every sequence of the validation split
     fields = {**NANOGPT_CPU, "max_steps": args.steps, "eval_batches": whole_val}

@@ -78,31 +78,58 @@ def build(
 @data_app.command("schedule")
 def schedule(
     cron: str = typer.Option(..., help="When to rebuild, as a cron expression, e.g. '0 3 * * 0' (Sundays 03:00)."),
+    timezone: str = typer.Option("UTC", help="Time zone of the cron expression (IANA name, e.g. Europe/Berlin)."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the build."),
     input: str = typer.Option(None, "--input", "-i", help="WARC inputs (overrides the config's)."),
     workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root (overrides the config's)."),
     name: str = typer.Option("scheduled", help="Name of the Prefect deployment."),
 ) -> None:
-    """Serve `data_build` as a Prefect deployment that re-runs on a cron schedule (needs a Prefect server)."""
-    import os
-
-    if not os.environ.get("PREFECT_API_URL"):
-        fail("schedules need a Prefect server: run `prefect server start` and set PREFECT_API_URL "
-             "(e.g. http://127.0.0.1:4200/api)")
+    """Register `data_build` as a Prefect deployment that re-runs on a cron schedule (needs `fineforge server`)."""
     from fineforge.flows.data_build_config import DataBuildConfig
 
     config = command_config(DataBuildConfig, config_file, {"input": input, "workdir": workdir})
 
-    from fineforge.flows.runtime import prepare_runtime
-
-    prepare_runtime(config.workdir)
-    from prefect.client.schemas.schedules import construct_schedule
-
     from fineforge.flows.data_build import data_build
+    from fineforge.flows.deploy import DeployError, cron_schedule, schedule_flow
 
     try:
-        construct_schedule(cron=cron)
-    except ValueError:
-        fail(f"--cron: invalid cron expression {cron!r}")
+        deployment_id = schedule_flow(data_build, name, {"config": config.model_dump(mode="json")},
+                                      cron_schedule(cron, timezone), Path.cwd())
+    except DeployError as e:
+        fail(str(e))
+    console.print(f"deployment data_build/{name} ({deployment_id}) runs on '{cron}' ({timezone}); a worker of "
+                  "the `fineforge` pool runs it (`fineforge server start` starts one)")
 
-    data_build.serve(name=name, cron=cron, parameters={"config": config.model_dump(mode="json")})
+@data_app.command("eval-extraction")
+def eval_extraction(
+    warc: list[Path] = typer.Option(..., help="WARC file(s) holding the labelled pages (repeatable)."),
+    labels: Path = typer.Option(..., help="Labels in trafilatura's format: {url: {with: [...], without: [...]}}."),
+    method: list[str] = typer.Option(None, "--method", "-m", help="Extraction method (repeatable); default all."),
+    no_fallbacks: bool = typer.Option(False, "--no-fallbacks", help="Also score trafilatura without fallbacks."),
+    split: str = typer.Option("all", help="Pages to report: all, tune or held-out (by URL hash)."),
+) -> None:
+    """Score extraction methods on labelled pages: precision, recall, F1 and CPU ms/page, side by side."""
+    from fineforge.tasks.filter.extraction import EXTRACTION_METHODS
+    from fineforge.tasks.filter.extraction_eval import SPLITS, evaluate, load_labelled_pages, results_table
+
+    methods = list(method or EXTRACTION_METHODS)
+    unknown = [m for m in methods if m not in EXTRACTION_METHODS]
+    if unknown:
+        fail(f"--method: unknown {', '.join(unknown)}; one of {', '.join(EXTRACTION_METHODS)}")
+    if split not in SPLITS:
+        fail(f"--split: unknown {split!r}; one of {', '.join(SPLITS)}")
+    for path, option in [*((w, "--warc") for w in warc), (labels, "--labels")]:
+        if not path.is_file():
+            fail(f"{option}: file not found: {path}")
+    pages, missing = load_labelled_pages(warc, labels)
+    if not pages:
+        fail(f"no labelled page of {labels} is in {', '.join(map(str, warc))}")
+    variants = [(m, True) for m in methods] + [(m, False) for m in methods if no_fallbacks and m != "resiliparse"]
+    results = [evaluate(pages, m, fallbacks)[split] for m, fallbacks in variants]
+    table = Table(title=f"extraction on {len(pages)} labelled pages ({split}; {missing} labelled URLs not in the WARC)")
+    header, *rows = results_table(results)
+    for column in header:
+        table.add_column(column, justify="left" if column in ("method", "split") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

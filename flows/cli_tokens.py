@@ -106,9 +106,9 @@ def inspect(
     """Manifest and shard statistics, a decoded sample with token boundaries (and, for conversation shards, the
     loss mask: trainable tokens in green), checksum verification."""
     from fineforge.model import conversation_shards as conversations
-    from fineforge.model.shards import ShardError, load_manifest, read_shard
+    from fineforge.model.shards import ShardError, load_manifest, read_shard, shards_tokenizer
     from fineforge.model.tokenizer import TokenizerError
-    from fineforge.tasks.tokens.inspection import manifest_tokenizer, shard_directory, shard_statistics
+    from fineforge.tasks.tokens.inspection import shard_directory, shard_statistics
 
     if not path.exists():
         fail(f"{path} does not exist")
@@ -141,7 +141,7 @@ def inspect(
     sample_file = path if path.is_file() else directory / manifest["shards"][0]["file"] if manifest["shards"] else None
     if sample_file is not None:
         try:
-            tok = manifest_tokenizer(directory, manifest, str(vocab_dir) if vocab_dir else None)
+            tok = shards_tokenizer(directory, manifest, str(vocab_dir) if vocab_dir else None)
         except TokenizerError as e:
             console.print(f"[yellow]no decoded sample:[/] {e}")
         else:

@@ -1,7 +1,4 @@
-"""The `data_build` flow: CommonCrawl WARCs -> FineWeb-style corpus as Parquet, stage by stage on Spark.
-
-(No `from __future__ import annotations` here: Prefect reads the pydantic parameter type of the flow.)
-"""
+"""The `data_build` flow: CommonCrawl WARCs -> FineWeb-style corpus as Parquet, stage by stage on Spark."""
 
 from pathlib import Path
 

@@ -31,7 +31,7 @@ class DataBuildConfig(BaseModel):
         description="A folder or glob of WARC files, a text file listing WARC paths/URLs, "
         "or a CommonCrawl dump name such as CC-MAIN-2024-22."
     )
-    workdir: Path = Field(Path("work"), description="Output root: <workdir>/<dump>/<stage>/.")
+    workdir: Path = Field(Path("work"), description="Output root: each stage writes WORKDIR/DUMP/STAGE/.")
     dump: str = Field("local", description="Dump name for inputs whose path names none.")
     limit: PositiveInt | None = Field(None, description="Only the first N WARC files.")
     sample: PositiveInt | None = Field(None, description="A random sample of N WARC files.")
@@ -44,7 +44,7 @@ class DataBuildConfig(BaseModel):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     scrub: ScrubConfig = Field(default_factory=ScrubConfig)
     sample_documents: SampleConfig | None = Field(
-        None, description="Also keep a deterministic fraction of a stage's documents in <workdir>/<dump>/sampled/."
+        None, description="Also keep a deterministic fraction of a stage's documents in WORKDIR/DUMP/sampled/."
     )
     spark: SparkConfig = Field(default_factory=SparkConfig)
     mlflow: bool = Field(True, description="Track the build as an MLflow run.")

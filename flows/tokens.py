@@ -1,7 +1,4 @@
-"""The `tokenize` flow: Parquet documents -> llm.c token shards with a manifest, on Spark.
-
-(No `from __future__ import annotations` here: Prefect reads the pydantic parameter type of the flow.)
-"""
+"""The `tokenize` flow: Parquet documents -> llm.c token shards with a manifest, on Spark."""
 
 from prefect import flow
 

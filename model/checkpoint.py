@@ -4,15 +4,21 @@ A checkpoint is a folder `<checkpoints>/step_NNNNNNNN/` holding
 - `model.safetensors`: the weights (tied tensors stored once);
 - `optimizer.safetensors`: the optimizer's tensor state, its parameter groups and scalars as JSON metadata;
 - `rng_rank{R}.json`: each rank's torch (CPU, CUDA), numpy and python RNG states;
-- `meta.json` (written last): step, model config, training config, tokenizer identity, data position.
+- `meta.json` (written last): step, model config, training config, tokenizer identity, data position, and
+  the sha256 of every other file of the checkpoint.
 Every rank writes its RNG file into a hidden temporary folder that rank 0 renames into place when complete,
 so a folder named `step_*` is always a whole checkpoint.
+
+Loading trusts nothing it has not checked: `meta.json` is size-limited, its model config range-checked
+and its parameter count compared with the tensors that the weight file's header lists, all before any
+model is allocated; every file is verified against its sha256 before it is read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -29,10 +35,13 @@ from safetensors.torch import load_model as load_weights
 from safetensors.torch import save_file, save_model
 
 from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.shards import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json holds the sha256 of every file
+MAX_META_BYTES = 1 << 20  # metadata is a few KB; a larger file is not one of ours
+MAX_RNG_BYTES = 4 << 20
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 META_FILE = "meta.json"
@@ -42,7 +51,7 @@ CHECKPOINTS_SUBDIR = "checkpoints"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete, or does not fit the model it is loaded into."""
+    """A checkpoint that is missing, incomplete, damaged, or does not fit the model it is loaded into."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -124,8 +133,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a whole checkpoint atomically; call on every rank (each saves its RNG state). Returns its folder.
 
-    `meta` must hold "model" (the GPTConfig as a dict); step and time are added. With `keep`, only the
-    newest `keep` checkpoints remain.
+    `meta` must hold "model" (the model's shape as a dict); step, time and every file's sha256 are added.
+    With `keep`, only the newest `keep` checkpoints remain.
     """
     checkpoints_dir = Path(checkpoints_dir)
     final = checkpoints_dir / checkpoint_name(step)
@@ -140,7 +149,8 @@ def save_checkpoint(
         save_model(model, str(tmp / MODEL_FILE), metadata={"step": str(step)})
         tensors, metadata = _optimizer_files(optimizer)
         save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata=metadata)
-        meta = {**meta, "format": FORMAT_VERSION, "step": step, "time": time.time()}
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+        meta = {**meta, "format": FORMAT_VERSION, "step": step, "time": time.time(), "files": files}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         if final.exists():
             shutil.rmtree(final)
@@ -173,48 +183,96 @@ def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
 
 
 def read_meta(checkpoint: str | Path) -> dict:
-    """A checkpoint's metadata (JSON), checked for completeness."""
+    """A checkpoint's metadata (JSON, size-limited), checked for the fields loading relies on."""
     path = Path(checkpoint) / META_FILE
     if not path.is_file():
         raise CheckpointError(f"{checkpoint}: not a checkpoint (no {META_FILE})")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT_VERSION or "model" not in meta:
-        raise CheckpointError(f"{checkpoint}: unknown checkpoint format {meta.get('format')!r}")
+    if path.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, more than metadata can be ({MAX_META_BYTES})")
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{checkpoint}: checkpoint format {found!r}, this fineforge reads {FORMAT_VERSION} "
+                              "(format 1 carried no checksums)")
+    files = meta.get("files")
+    if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("step"), int):
+        raise CheckpointError(f"{path}: needs the fields 'model' (an object) and 'step' (an integer)")
+    if not isinstance(files, dict) or MODEL_FILE not in files or not all(
+        isinstance(v, str) and Path(k).name == k for k, v in files.items()
+    ):
+        raise CheckpointError(f"{path}: 'files' must map the checkpoint's file names (with {MODEL_FILE}) to sha256")
     return meta
 
 
-def check_model_config(checkpoint: str | Path, meta: dict, config: GPTConfig) -> None:
-    """Fail clearly when a checkpoint was written for another model shape."""
-    saved = GPTConfig.from_dict(meta["model"]).to_dict()
-    wanted = config.to_dict()
-    diff = {k: (saved[k], wanted[k]) for k in wanted if saved.get(k) != wanted[k]}
+def verify_file(checkpoint: str | Path, meta: dict, name: str) -> Path:
+    """The path of one file of the checkpoint, after checking it against the sha256 in its metadata."""
+    path = Path(checkpoint) / name
+    expected = meta["files"].get(name)
+    if expected is None:
+        raise CheckpointError(f"{path}: not listed in {META_FILE}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    if file_sha256(path) != expected:
+        raise CheckpointError(f"{path}: damaged (its sha256 does not match {META_FILE})")
+    return path
+
+
+def model_config(checkpoint: str | Path, meta: dict) -> GPTConfig:
+    """The GPT shape in a checkpoint's metadata, range-checked, without allocating anything."""
+    try:
+        return GPTConfig.from_dict(meta["model"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint}: model config in {META_FILE} refused: {exc}") from exc
+
+
+def check_same_model(checkpoint: str | Path, meta: dict, wanted: dict) -> None:
+    """Fail clearly when a checkpoint was written for another model shape than `wanted` (a model config dict)."""
+    saved = meta["model"]
+    diff = {k: (saved.get(k), wanted.get(k)) for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)}
     if diff:
         details = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in diff.items())
         raise CheckpointError(f"{checkpoint} holds another model shape ({details})")
 
 
-def load_weights_into(model: GPT, checkpoint: str | Path, device: str | torch.device = "cpu") -> None:
-    """Load a checkpoint's weights into a model of the same shape."""
+def stored_parameters(weights: Path) -> int:
+    """How many numbers a safetensors file holds, from its header alone."""
     try:
-        load_weights(model, str(Path(checkpoint) / MODEL_FILE), strict=True, device=str(device))
+        with safe_open(weights, framework="pt") as f:
+            return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    except Exception as exc:  # safetensors raises its own error type for a malformed header
+        raise CheckpointError(f"{weights}: not a safetensors file ({exc})") from exc
+
+
+def load_weights_into(model: GPT, checkpoint: str | Path, meta: dict, device: str | torch.device = "cpu") -> None:
+    """Load a checkpoint's verified weights into a model of the same shape."""
+    weights = verify_file(checkpoint, meta, MODEL_FILE)
+    try:
+        load_weights(model, str(weights), strict=True, device=str(device))
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint}: weights do not fit the model: {exc}") from exc
 
 
 def load_training_state(
-    checkpoint: str | Path, model: GPT, optimizer: torch.optim.Optimizer, rank: int = 0
+    checkpoint: str | Path, model: torch.nn.Module, model_shape: dict, optimizer: torch.optim.Optimizer, rank: int = 0
 ) -> dict:
-    """Restore weights, optimizer state and this rank's RNG states; return the metadata.
+    """Restore weights, optimizer state and this rank's RNG states, each verified; return the metadata.
 
-    A rank without a saved RNG file (the world grew) keeps its fresh seeds.
+    `model_shape` is the model's config as a dict, compared with the checkpoint's. A rank without a saved
+    RNG file (the world grew) keeps its fresh seeds.
     """
     checkpoint = Path(checkpoint)
     meta = read_meta(checkpoint)
-    check_model_config(checkpoint, meta, model.config)
-    load_weights_into(model, checkpoint, next(model.parameters()).device)
-    _load_optimizer(optimizer, checkpoint / OPTIMIZER_FILE)
-    rng_path = checkpoint / RNG_FILE.format(rank=rank)
-    if rng_path.is_file():
+    check_same_model(checkpoint, meta, model_shape)
+    load_weights_into(model, checkpoint, meta, next(model.parameters()).device)
+    _load_optimizer(optimizer, verify_file(checkpoint, meta, OPTIMIZER_FILE))
+    rng_name = RNG_FILE.format(rank=rank)
+    if rng_name in meta["files"]:
+        rng_path = verify_file(checkpoint, meta, rng_name)
+        if rng_path.stat().st_size > MAX_RNG_BYTES:
+            raise CheckpointError(f"{rng_path}: larger than an RNG state can be ({MAX_RNG_BYTES} bytes)")
         set_rng_state(json.loads(rng_path.read_text()))
     else:
         log.warning("%s: no RNG state for rank %d; keeping fresh seeds", checkpoint, rank)
@@ -237,6 +295,12 @@ def load_model(checkpoint_dir: str | Path, device: str = "cpu") -> tuple[GPT, di
     folder (the newest checkpoint is taken)."""
     path = find_checkpoint(checkpoint_dir)
     meta = read_meta(path)
-    model = GPT(GPTConfig.from_dict(meta["model"]))
-    load_weights_into(model, path)
+    config = model_config(path, meta)
+    weights = verify_file(path, meta, MODEL_FILE)
+    stored, expected = stored_parameters(weights), config.num_parameters()
+    if stored != expected:  # checked before allocating: the metadata cannot make us allocate more than the file
+        raise CheckpointError(f"{weights}: holds {stored:,} parameters, the model config in {META_FILE} "
+                              f"needs {expected:,}")
+    model = GPT(config)
+    load_weights_into(model, path, meta)
     return model.to(device).eval(), meta

@@ -12,7 +12,6 @@ Tied weights share one tensor, which safetensors' `save_file` refuses; save and 
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import math
 from dataclasses import asdict, dataclass, fields
@@ -21,10 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fineforge.model.config import check_types
+
 log = logging.getLogger(__name__)
 
 INIT_STD = 0.02  # GPT-2's initialisation of every weight matrix
 MLP_RATIO = 4  # hidden width of the MLP relative to n_embd
+# Upper bounds of a model's shape, far above any preset: a config (or a checkpoint's metadata) beyond
+# them is refused before anything is allocated.
+MAX_SHAPE = {"vocab_size": 1 << 22, "block_size": 1 << 16, "n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16}
+MAX_PARAMETERS = 10**11
 
 
 @dataclass
@@ -44,9 +49,10 @@ class GPTConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"GPTConfig.{name} must be positive, got {getattr(self, name)}")
+        check_types(self)
+        for name, most in MAX_SHAPE.items():
+            if not 0 < getattr(self, name) <= most:
+                raise ValueError(f"GPTConfig.{name} must be in [1, {most}], got {getattr(self, name)}")
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.n_embd % self.n_head:
@@ -57,6 +63,19 @@ class GPTConfig:
             raise ValueError(f"rotary embeddings need an even head dimension, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.num_parameters() > MAX_PARAMETERS:
+            raise ValueError(f"{self.num_parameters():,} parameters, more than {MAX_PARAMETERS:,}")
+
+    def num_parameters(self) -> int:
+        """Distinct parameters of the model this config describes (a tied matrix counts once), computed
+        without building it."""
+        c, kv_width, linear = self.n_embd, 2 * self.n_kv_head * self.head_dim, self._linear_parameters
+        block = 2 * c + linear(c, c + kv_width) + linear(c, c) + linear(c, MLP_RATIO * c) + linear(MLP_RATIO * c, c)
+        embeddings = self.vocab_size * c * (1 if self.tie_embeddings else 2)
+        return embeddings + self.n_layer * block + c
+
+    def _linear_parameters(self, n_in: int, n_out: int) -> int:
+        return n_in * n_out + (n_out if self.bias else 0)
 
     @property
     def head_dim(self) -> int:
@@ -171,7 +190,12 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, C = x.shape
         kv_width = self.n_kv_head * self.head_dim
@@ -185,7 +209,9 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             start = kv_cache.pos
             k, v = kv_cache.update(self.layer, k, v)
-        if start == 0:
+        if attn_mask is not None:
+            mask, causal = attn_mask, False  # the caller's (rows of different lengths in one batch)
+        elif start == 0:
             mask, causal = None, True  # the usual square causal mask
         elif T == 1:
             mask, causal = None, False  # one new query sees every cached key
@@ -226,9 +252,14 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cos, sin, kv_cache)
+        x = x + self.attn(self.ln_1(x), cos, sin, kv_cache, attn_mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -269,12 +300,19 @@ class GPT(nn.Module):
         loss_mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         last_only: bool = False,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) — (B, 1, V) with `last_only` — and the mean next-token loss when targets are given.
 
         Targets equal to -1 are ignored; `loss_mask` (B, T, 0/1) further restricts the loss to the
         positions where it is 1 (e.g. the assistant's tokens in SFT). With `kv_cache`, idx holds only
         the new tokens and the cache supplies (and receives) the earlier keys and values.
+
+        Rows of different lengths in one batch (inference) pass `positions` (B, T), each token's rotary
+        position in its own row, and `attn_mask` (B, 1, T, S) of the keys each query may see (True: seen),
+        S counting the cached positions too; without them positions count from the cache's start and
+        attention is causal.
         """
         B, T = idx.shape
         start = kv_cache.pos if kv_cache is not None else 0
@@ -282,10 +320,13 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of {start + T} positions exceeds the model's context of {self.config.block_size}"
             )
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        if positions is None:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        else:  # (B, 1, T, head_dim / 2): broadcast over heads
+            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         x = self.drop(self.wte(idx))
         for block in self.blocks:
-            x = block(x, cos, sin, kv_cache)
+            x = block(x, cos, sin, kv_cache, attn_mask)
         if kv_cache is not None:
             kv_cache.advance(T)
         x = self.ln_f(x)
@@ -327,24 +368,6 @@ class GPT(nn.Module):
         c = self.config
         n = self.num_parameters(non_embedding=True)
         return 6 * n + 12 * c.n_layer * c.n_head * c.head_dim * c.block_size
-
-    def configure_optimizer(
-        self, weight_decay: float, lr: float, betas: tuple[float, float], device_type: str
-    ) -> torch.optim.AdamW:
-        """AdamW with weight decay on matrices and embeddings only (not norms or biases); fused on CUDA."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
-        log.info(
-            "optimizer: %d decayed tensors (%d params), %d without decay (%d params), fused=%s",
-            len(decay), sum(p.numel() for p in decay), len(no_decay), sum(p.numel() for p in no_decay), fused,
-        )
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
 def preset_table() -> str:

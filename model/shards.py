@@ -2,7 +2,8 @@
 
 Header: magic 20240520, version (1: uint16 tokens, 7: uint32 tokens, as in llm.c), token count.
 A directory of shards carries `manifest.json`: tokenizer, vocabulary size, dtype, token counts and
-the sha256 of each shard.
+the sha256 of each shard. This module is the manifest's one writer and reader, and knows which
+tokenizer wrote a shard set (`tokenizer_spec`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from fineforge.model.tokenizer import BPETokenizer, Tokenizer, load_tokenizer
 
 MAGIC = 20240520
 HEADER_INTS = 256
@@ -20,6 +25,10 @@ HEADER_BYTES = HEADER_INTS * 4
 VERSION_BY_DTYPE = {"uint16": 1, "uint32": 7}
 DTYPE_BY_VERSION = {v: k for k, v in VERSION_BY_DTYPE.items()}
 MANIFEST = "manifest.json"
+TOKENIZER_COPY = "tokenizer.json"  # a trained tokenizer, copied beside the shards it wrote
+MAX_MANIFEST_BYTES = 16 << 20
+MANIFEST_FIELDS = {"tokenizer": str, "vocab_size": int, "dtype": str, "shards": list}
+SHARD_FIELDS = {"file": str, "split": str, "tokens": int, "sha256": str}
 
 
 class ShardError(ValueError):
@@ -86,26 +95,72 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: str | Path, manifest: dict) -> None:
-    """Write manifest.json atomically."""
-    path = Path(directory) / MANIFEST
+def shard_entry(path: str | Path, split: str, tokens: int, sha256: str) -> dict:
+    """The manifest's record of one shard (its file name, relative to the shard folder)."""
+    return {"file": Path(path).name, "split": split, "tokens": int(tokens), "sha256": sha256}
+
+
+def write_manifest(directory: str | Path, tokenizer: Tokenizer, dtype: str, shards: list[dict], **details: Any) -> dict:
+    """Build manifest.json for the shards in `directory`, write it atomically and return it.
+
+    It records the tokenizer's identity (name, vocabulary size, end-of-document and special tokens), the
+    dtype, the tokens per split and every shard (`shard_entry`); `details` adds what the writer knows
+    (documents per split, shard size, ...). A trained tokenizer's JSON file is copied beside the shards as
+    tokenizer.json, so the shards carry the tokenizer that wrote them.
+    """
+    directory = Path(directory)
+    tokens: dict[str, int] = {}
+    for shard in shards:
+        tokens[shard["split"]] = tokens.get(shard["split"], 0) + shard["tokens"]
+    manifest = {
+        "tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size, "dtype": dtype, "eot_id": tokenizer.eot_id,
+        "special_tokens": tokenizer.special_tokens, "tokens": tokens, "shards": shards, **details,
+    }  # fmt: skip
+    if isinstance(tokenizer, BPETokenizer):  # its name is its file's path
+        shutil.copyfile(tokenizer.name, directory / TOKENIZER_COPY)
+        manifest["tokenizer_file"] = TOKENIZER_COPY
+    check_manifest(manifest, directory)
+    path = directory / MANIFEST
     tmp = path.with_name(f".{MANIFEST}.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     os.replace(tmp, path)
+    return manifest
+
+
+def _require(ok: bool, where: Path, message: str) -> None:
+    if not ok:
+        raise ShardError(f"{where / MANIFEST}: {message}")
+
+
+def check_manifest(manifest: Any, directory: Path) -> None:
+    """The fields a reader relies on are there, with the right types; shard files are plain names."""
+    _require(isinstance(manifest, dict), directory, "not a JSON object")
+    for name, kind in MANIFEST_FIELDS.items():
+        _require(isinstance(manifest.get(name), kind), directory, f"field {name!r} must be {kind.__name__}")
+    _require(manifest["dtype"] in VERSION_BY_DTYPE, directory, f"unknown dtype {manifest['dtype']!r}")
+    for i, shard in enumerate(manifest["shards"]):
+        ok = isinstance(shard, dict) and all(isinstance(shard.get(k), t) for k, t in SHARD_FIELDS.items())
+        _require(ok, directory, f"shard {i} needs {', '.join(SHARD_FIELDS)}")
+        _require(Path(shard["file"]).name == shard["file"] and shard["file"] not in ("", ".", ".."), directory,
+                 f"shard {i}: {shard['file']!r} is not a file name in the shard folder")
+    copy = manifest.get("tokenizer_file")
+    _require(copy in (None, TOKENIZER_COPY), directory, f"tokenizer_file must be {TOKENIZER_COPY!r}, got {copy!r}")
 
 
 def load_manifest(directory: str | Path, verify: bool = True) -> dict:
-    """Read manifest.json; with verify, check every shard's header and sha256 against it.
-
-    The manifest lists shards as {"file", "split", "tokens", "sha256"} under "shards".
-    """
+    """Read and check manifest.json; with verify, check every shard's header, token count and sha256 against it."""
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
         raise ShardError(f"{directory}: no {MANIFEST}")
-    manifest = json.loads(path.read_text())
+    _require(path.stat().st_size <= MAX_MANIFEST_BYTES, directory, f"larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ShardError(f"{path}: not JSON: {exc}") from exc
+    check_manifest(manifest, directory)
     if verify:
-        for shard in manifest.get("shards", []):
+        for shard in manifest["shards"]:
             shard_path = directory / shard["file"]
             if not shard_path.is_file():
                 raise ShardError(f"{shard_path}: listed in the manifest but missing")
@@ -117,20 +172,28 @@ def load_manifest(directory: str | Path, verify: bool = True) -> dict:
     return manifest
 
 
-def write_shard_set(
-    directory: str | Path, parts: list[tuple[str, np.ndarray]], tokenizer: str, vocab_size: int
-) -> dict:
+def tokenizer_spec(directory: str | Path, manifest: dict) -> str:
+    """The spec of the tokenizer that wrote the shards: the trained tokenizer kept beside them, else the
+    manifest's name (a published encoding, or "bytes")."""
+    if manifest.get("tokenizer_file"):
+        return str(Path(directory) / manifest["tokenizer_file"])
+    return manifest["tokenizer"]
+
+
+def shards_tokenizer(directory: str | Path, manifest: dict, vocab_dir: str | Path | None = None) -> Tokenizer:
+    """The tokenizer that wrote the shards (see `tokenizer_spec`)."""
+    return load_tokenizer(tokenizer_spec(directory, manifest), vocab_dir)
+
+
+def write_shard_set(directory: str | Path, parts: list[tuple[str, np.ndarray]], tokenizer: Tokenizer) -> dict:
     """Write (split, tokens) parts as `<split>_NNNNNN.bin` (numbered within each split) plus manifest.json."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    dtype = shard_dtype(vocab_size)
+    dtype = shard_dtype(tokenizer.vocab_size)
     numbers: dict[str, int] = {}
     shards = []
     for split, tokens in parts:
-        name = f"{split}_{numbers.get(split, 0):06d}.bin"
+        path = directory / f"{split}_{numbers.get(split, 0):06d}.bin"
         numbers[split] = numbers.get(split, 0) + 1
-        digest = write_shard(directory / name, tokens, dtype)
-        shards.append({"file": name, "split": split, "tokens": int(np.asarray(tokens).size), "sha256": digest})
-    manifest = {"tokenizer": tokenizer, "vocab_size": vocab_size, "dtype": dtype, "shards": shards}
-    write_manifest(directory, manifest)
-    return manifest
+        shards.append(shard_entry(path, split, np.asarray(tokens).size, write_shard(path, tokens, dtype)))
+    return write_manifest(directory, tokenizer, dtype, shards)

@@ -1,5 +1,6 @@
-"""Everything MLflow, in one place: the tracking URI, runs opened and closed for training jobs, and the run
-that records a data build (config as params, statistics as metrics, stats.json files as artifacts).
+"""MLflow for the tasks layer, in one place: the tracking URI, and the run that records a data build (config as
+params, statistics as metrics, stats.json files as artifacts). Training runs are kept by the trainer itself
+(`model/tracking.py`), which runs on machines without this layer.
 
 MLflow is reached through an explicit tracking URI only (never a global default), so a test or a user
 choosing a store in one place cannot leak into another.
@@ -52,19 +53,14 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def open_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, str] | None = None) -> str:
+def open_run(uri: str, experiment: str, run_name: str) -> str:
     """Create a run (and its experiment when new) at `uri`; return its id."""
     client = _client(uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location(uri))
-    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+    run = client.create_run(experiment_id, run_name=run_name)
     log.info("MLflow run %s in experiment %s at %s", run.info.run_id, experiment, uri)
     return run.info.run_id
-
-
-def close_run(uri: str, run_id: str, status: str) -> None:
-    """Mark the run FINISHED or FAILED."""
-    _client(uri).set_terminated(run_id, status=status)
 
 
 def metric_name(*parts: str) -> str:
@@ -111,20 +107,8 @@ def record_stages(uri: str, experiment: str, run_name: str, config: Mapping[str,
     for path in map(Path, files):
         if path.is_file():
             client.log_artifact(run_id, str(path), artifact_path=f"{path.parent.parent.name}/{path.parent.name}")
-    close_run(uri, run_id, "FINISHED")
+    client.set_terminated(run_id, status="FINISHED")
     return run_id
-
-
-@task(name="open-mlflow-run", cache_policy=NO_CACHE)
-def open_mlflow_run(uri: str, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> str:
-    """Prefect task: create a run that a training job (rank 0 of torchrun) joins through MLFLOW_RUN_ID."""
-    return open_run(uri, experiment, run_name, tags)
-
-
-@task(name="close-mlflow-run", cache_policy=NO_CACHE)
-def close_mlflow_run(uri: str, run_id: str, status: str) -> None:
-    """Prefect task: mark a training job's run FINISHED or FAILED."""
-    close_run(uri, run_id, status)
 
 
 @task(name="track-in-mlflow", cache_policy=NO_CACHE)

@@ -8,6 +8,7 @@ import torch
 
 from fineforge.model.checkpoint import save_checkpoint
 from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.optim import adamw
 from fineforge.model.tokenizer import load_tokenizer
 
 
@@ -23,7 +24,7 @@ def tiny_bytes_checkpoint(run_dir: Path, seed: int = 0, block_size: int = 128) -
         for p in model.parameters():
             if p.dim() == 2:
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
-    optimizer = model.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
+    optimizer = adamw(model, weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
     meta = {"model": config.to_dict(),
             "tokenizer": {"spec": "bytes", "name": tokenizer.name, "vocab_size": tokenizer.vocab_size}}
     save_checkpoint(Path(run_dir) / "checkpoints", 1, model, optimizer, meta)

@@ -19,5 +19,5 @@ def write_shakespeare_shards(text_path: Path, out_dir: Path, train_shards: int =
     tokens = np.asarray(tokenizer.encode(text), dtype=np.uint32)
     n_val = int(len(tokens) * VAL_FRACTION)
     parts = [("val", tokens[:n_val])] + [("train", chunk) for chunk in np.array_split(tokens[n_val:], train_shards)]
-    write_shard_set(out_dir, parts, tokenizer.name, tokenizer.vocab_size)
+    write_shard_set(out_dir, parts, tokenizer)
     return out_dir

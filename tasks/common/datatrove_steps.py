@@ -18,7 +18,7 @@ DROPPED_PREFIX = "dropped_"
 # Extractor failures that datatrove counts but does not add to "dropped".
 EXTRACTOR_FAILURES = ("timeout", "broken_process", "clean_error")
 # Drop reason of filters that return a bare False (e.g. LanguageFilter), per step name.
-UNNAMED_DROP_REASON = {"trafilatura": "no_text", "language": "below_threshold"}
+UNNAMED_DROP_REASON = {"trafilatura": "no_text", "extraction": "no_text", "language": "below_threshold"}
 DEFAULT_UNNAMED_DROP_REASON = "unspecified"
 # Non-count metrics of datatrove's stats that are not carried over.
 IGNORED_METRICS = {"doc_len_tokens", "batches"}
@@ -95,6 +95,7 @@ def step_name(step: Any) -> str:
 STEP_NAMES = {
     "URLFilter": "url",
     "Trafilatura": "trafilatura",
+    "MainTextExtractor": "extraction",
     "LanguageFilter": "language",
     "GopherRepetitionFilter": "gopher_rep",
     "GopherQualityFilter": "gopher_qual",

@@ -8,19 +8,41 @@ import os
 import sys
 import threading
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
 
 class SparkConfig(BaseModel):
-    """Where Spark runs. `local[*]` by default; a `spark://` or `k8s://` master for a cluster."""
+    """Where Spark runs. `local[*]` by default; a `spark://` or `k8s://` master for a cluster.
+
+    A local master is bound to 127.0.0.1 and runs this process's Python; for a cluster the driver's address
+    and the executors' Python are the cluster's (Spark's defaults) unless set here.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     master: str = Field("local[*]", description="Spark master URL: local[N], spark://host:port, k8s://...")
     app_name: str = "fineforge"
     ui: bool = Field(False, description="Serve the Spark UI (port 4040).")
     driver_memory: str = "2g"
+    driver_host: str | None = Field(
+        None, description="Address the executors reach the driver at (spark.driver.host); local default 127.0.0.1."
+    )
+    driver_bind_address: str | None = Field(
+        None, description="Address the driver listens on (spark.driver.bindAddress); local default 127.0.0.1."
+    )
+    executor_python: str | None = Field(
+        None,
+        description="Python the executors run (PYSPARK_PYTHON), e.g. /opt/venv/bin/python; local default: this "
+        "process's Python; cluster default: $PYSPARK_PYTHON, else python3 on the workers.",
+    )
     extra_conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
+
+    @property
+    def is_local(self) -> bool:
+        """True for `local`, `local[N]` and `local[*]` masters."""
+        return self.master == "local" or self.master.startswith("local[")
 
 
 LOCAL_SHUFFLE_PARTITIONS_PER_CORE = 2
@@ -32,32 +54,50 @@ def local_cores(master: str) -> int:
     return (os.cpu_count() or 1) if inside == "*" else int(inside.split(",")[0])
 
 
-def spark_session(config: SparkConfig | None = None):
-    """Return the process's SparkSession, creating it on first use.
+LOOPBACK = "127.0.0.1"
 
-    Workers run the same Python as the driver, so datatrove and the models are importable there.
-    A local master is bound to 127.0.0.1.
-    """
+
+def session_settings(config: SparkConfig) -> dict[str, str]:
+    """The spark.* settings of a session for `config` (extra_conf last, so it overrides)."""
+    settings = {
+        "spark.ui.enabled": str(config.ui).lower(),
+        "spark.driver.memory": config.driver_memory,
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.python.worker.reuse": "true",
+    }
+    host, bind = config.driver_host, config.driver_bind_address
+    if config.is_local:
+        host, bind = host or LOOPBACK, bind or LOOPBACK
+        # One machine: a few shuffle partitions per core instead of Spark's cluster-sized 200.
+        partitions = LOCAL_SHUFFLE_PARTITIONS_PER_CORE * local_cores(config.master)
+        settings["spark.sql.shuffle.partitions"] = str(partitions)
+    if host:
+        settings["spark.driver.host"] = host
+    if bind:
+        settings["spark.driver.bindAddress"] = bind
+    return {**settings, **config.extra_conf}
+
+
+def executor_python(config: SparkConfig) -> str | None:
+    """The Python the executors run: the configured one, this process's for a local master, else None
+    (the cluster's own: $PYSPARK_PYTHON if this process has it, else python3)."""
+    if config.executor_python:
+        return config.executor_python
+    return os.environ.get("PYSPARK_PYTHON", sys.executable) if config.is_local else None
+
+
+def spark_session(config: SparkConfig | None = None):
+    """Return the process's SparkSession, creating it on first use (settings of `session_settings`)."""
     from pyspark.sql import SparkSession
 
     config = config or SparkConfig()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(config.master)
-        .appName(config.app_name)
-        .config("spark.ui.enabled", str(config.ui).lower())
-        .config("spark.driver.memory", config.driver_memory)
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.python.worker.reuse", "true")
-    )
-    if config.master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # One machine: a few shuffle partitions per core instead of Spark's cluster-sized 200.
-        partitions = LOCAL_SHUFFLE_PARTITIONS_PER_CORE * local_cores(config.master)
-        builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
-        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-    for key, value in config.extra_conf.items():
+    python = executor_python(config)
+    if python:
+        os.environ["PYSPARK_PYTHON"] = python  # pyspark hands the driver's value to every executor
+    if config.is_local:
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+    builder = SparkSession.builder.master(config.master).appName(config.app_name)
+    for key, value in session_settings(config).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

@@ -15,7 +15,6 @@ import hashlib
 import itertools
 import logging
 import random
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from fineforge.tasks.conversations.records import ConversationRecord, SourceCoun
 from fineforge.tasks.conversations.rendering import RenderedConversation, render_record, with_system
 from fineforge.tasks.conversations.user_jsonl import jsonl_conversations
 from fineforge.tasks.conversations.word_problems import word_problem_conversations
-from fineforge.tasks.tokens.job import TOKENIZER_COPY, tokenizer_identity
+from fineforge.tasks.tokens.job import tokenizer_identity
 
 log = logging.getLogger(__name__)
 
@@ -163,24 +162,20 @@ def write_source(source: Source, number: int, config: ConversationsConfig, templ
     return stats
 
 
-def conversation_manifest(config: ConversationsConfig, tokenizer: Tokenizer, dtype: str, entries: list[dict],
-                          sources: list[dict]) -> dict:
-    """manifest.json of a conversation shard set (shards listed as model/shards.py's load_manifest expects)."""
+def write_conversation_manifest(config: ConversationsConfig, output_dir: Path, tokenizer: Tokenizer, dtype: str,
+                                entries: list[dict], sources: list[dict]) -> dict:
+    """manifest.json of a conversation shard set, written by model/shards.py with the conversation details."""
     def total(key: str, split: str) -> int:
         return sum(e[key] for e in entries if e["split"] == split)
 
-    return {
-        "kind": CONVERSATIONS_KIND, "format_version": 1,
-        "tokenizer": tokenizer.name, "vocab_size": tokenizer.vocab_size, "dtype": dtype,
-        "eot_id": tokenizer.eot_id, "pad_id": tokenizer.eot_id, "special_tokens": tokenizer.special_tokens,
-        "context_length": config.context_length, "shard_tokens": config.shard_tokens,
-        "val_fraction": config.val_fraction,
-        "tokens": {split: total("tokens", split) for split in SPLITS},
-        "trainable_tokens": {split: total("trainable_tokens", split) for split in SPLITS},
-        "documents": {split: total("conversations", split) for split in SPLITS},
-        "sources": [s["name"] for s in sources],
-        "shards": entries,
-    }
+    return write_manifest(
+        output_dir, tokenizer, dtype, entries,
+        kind=CONVERSATIONS_KIND, format_version=1, pad_id=tokenizer.eot_id,
+        context_length=config.context_length, shard_tokens=config.shard_tokens, val_fraction=config.val_fraction,
+        trainable_tokens={split: total("trainable_tokens", split) for split in SPLITS},
+        documents={split: total("conversations", split) for split in SPLITS},
+        sources=[s["name"] for s in sources],
+    )  # fmt: skip
 
 
 def write_conversations(config: ConversationsConfig, output_dir: Path, tokenizer: Tokenizer) -> dict:
@@ -194,11 +189,7 @@ def write_conversations(config: ConversationsConfig, output_dir: Path, tokenizer
     for split in SPLITS:
         writer.flush(split)
         write_jsonl(output_dir / f"{split}.jsonl", records[split])
-    manifest = conversation_manifest(config, tokenizer, dtype, writer.entries, sources)
-    if Path(config.tokenizer).is_file():
-        shutil.copyfile(config.tokenizer, output_dir / TOKENIZER_COPY)
-        manifest["tokenizer_file"] = TOKENIZER_COPY
-    write_manifest(output_dir, manifest)
+    manifest = write_conversation_manifest(config, output_dir, tokenizer, dtype, writer.entries, sources)
     return conversation_statistics(manifest, sources)
 
 
@@ -216,8 +207,8 @@ def conversation_statistics(manifest: dict, sources: list[dict]) -> dict:
         "dropped": merge_counts(s["dropped"] for s in sources),
         "changed": merge_counts(s["changed"] for s in sources),
         **{f"conversations_{split}": manifest["documents"][split] for split in SPLITS},
-        **{f"tokens_{split}": manifest["tokens"][split] for split in SPLITS},
-        **{f"trainable_tokens_{split}": manifest["trainable_tokens"][split] for split in SPLITS},
+        **{f"tokens_{split}": manifest["tokens"].get(split, 0) for split in SPLITS},
+        **{f"trainable_tokens_{split}": manifest["trainable_tokens"].get(split, 0) for split in SPLITS},
         "mean_conversation_tokens": round(mean, 1),
         "max_conversation_tokens": max((s["max_conversation_tokens"] for s in sources), default=0),
         "context_length": manifest["context_length"],

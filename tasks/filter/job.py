@@ -20,6 +20,7 @@ from fineforge.tasks.common.documents import PartWriter, document_row
 from fineforge.tasks.common.spark_jobs import run_per_file
 from fineforge.tasks.common.stage import ConfiguredStage
 from fineforge.tasks.filter.config import FILTERED, FilterConfig, build_filter_steps
+from fineforge.tasks.filter.extraction import cpu_time_counts, cpu_time_summary
 from fineforge.tasks.filter.extraction_ahead import DEFAULT_AHEAD
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank
     started = time.time()
     reader_counts: Counter = Counter()
     steps = build_filter_steps(config)
-    documents = _counted(iter_html_documents(uri, reader_counts), reader_counts, "documents_in")
+    documents = _counted(iter_html_documents(uri, reader_counts, config.remote), reader_counts, "documents_in")
     with PartWriter(part_path) as writer:
         for document in run_steps(steps, documents, rank=rank, extract_ahead=EXTRACT_AHEAD):
             writer.write(document_row(document, dump))
@@ -58,6 +59,7 @@ def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank
         "bytes_out": writer.bytes,
         "reader": dict(reader_counts),
         "steps": statistics,
+        "extraction_cpu": cpu_time_counts(steps),
     }
 
 
@@ -67,10 +69,14 @@ def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, o
     One Spark task per WARC file; the driver only receives and merges each task's statistics.
     Statistics: documents_in (HTML documents read), documents_out, dropped {"<step>/<reason>": n, plus
     corrupt_record and unreadable_file}, steps [per-step counts in pipeline order], bytes_out, input_files,
-    reader {the WARC reader's record counts}.
+    reader {the WARC reader's record counts}, extraction_cpu {pages, over_budget, p50_ms, p99_ms, histogram:
+    CPU time of extraction per page - measured, so it varies between runs; everything else does not}.
     """
     uris = list(warc_uris)
+    concurrent = max(1, min(len(uris), spark.sparkContext.defaultParallelism))
+    config = config.model_copy(update={"remote": config.remote.task_share(concurrent)})  # the run's rate, shared
     stats = run_per_file(spark, uris, partial(filter_warc, config=config, dump=dump), output_dir)
+    stats["extraction_cpu"] = cpu_time_summary([stats.get("extraction_cpu", {})], stats.get("steps", []))
     log.info("filtered %d WARC files: %d of %d documents kept", len(uris), stats["documents_out"],
              stats["documents_in"])
     return stats

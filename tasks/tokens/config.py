@@ -44,8 +44,8 @@ class CorpusConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: list[str] = Field(default_factory=list, description="Parquet folders (or files) of documents; "
-                             f"default: every <workdir>/<dump>/{SCRUBBED}/.")
-    workdir: str = Field("work", description="The data build's output root; shards go to <workdir>/tokens/<name>/.")
+                             f"default: every WORKDIR/DUMP/{SCRUBBED}/.")
+    workdir: str = Field("work", description="The data build's output root; shards go to WORKDIR/tokens/NAME/.")
     val_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Share of documents (by id hash) for validation.")
     spark: SparkConfig = Field(default_factory=SparkConfig)
 

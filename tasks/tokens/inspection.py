@@ -1,4 +1,4 @@
-"""Reading a shard set back: its folder, per-shard statistics, and the tokenizer that wrote it."""
+"""Reading a shard set back: its folder and per-shard statistics (its tokenizer: `model.shards.shards_tokenizer`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from fineforge.model.shards import MANIFEST, ShardError, read_shard
-from fineforge.model.tokenizer import Tokenizer, load_tokenizer
 
 
 def shard_directory(path: str | Path) -> Path:
@@ -34,11 +33,4 @@ def shard_statistics(directory: Path, manifest: dict) -> list[dict]:
             "min_id": int(tokens.min()) if count else None, "max_id": int(tokens.max()) if count else None,
         })
     return rows
-
-
-def manifest_tokenizer(directory: Path, manifest: dict, vocab_dir: str | None = None) -> Tokenizer:
-    """The tokenizer that wrote the shards (the copy kept beside them for a trained one)."""
-    if manifest.get("tokenizer_file"):
-        return load_tokenizer(str(directory / manifest["tokenizer_file"]))
-    return load_tokenizer(manifest["tokenizer"], vocab_dir)
 

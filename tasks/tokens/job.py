@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fineforge.model.shards import write_manifest, write_shard
+from fineforge.model.shards import shard_entry, write_manifest, write_shard
 from fineforge.model.tokenizer import Tokenizer
 from fineforge.tasks.common.documents import parquet_files
 from fineforge.tasks.common.stage import StageOutput, execute_stage, file_identity
@@ -34,7 +34,6 @@ from fineforge.tasks.tokens.documents import EMPTY, INVALID_UTF8, SPLITS, part_p
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "_parts"
-TOKENIZER_COPY = "tokenizer.json"
 
 
 def tokenizer_identity(spec: str) -> str:
@@ -68,7 +67,7 @@ def _assemble_shards(parts_dir: Path, output_dir: Path, partitions: list[int], d
         for index, tokens in enumerate(rechunk(parts, shard_tokens)):
             name = f"{split}_{index:06d}.bin"
             sha = write_shard(output_dir / name, tokens, dtype)
-            shards.append({"file": name, "split": split, "tokens": int(tokens.size), "sha256": sha})
+            shards.append(shard_entry(name, split, tokens.size, sha))
             log.info("wrote %s (%d tokens)", name, tokens.size)
     return shards
 
@@ -105,22 +104,10 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
     shards = _assemble_shards(parts_dir, output_dir, partitions, dtype, config.shard_tokens)
     shutil.rmtree(parts_dir)
 
-    manifest = {
-        "tokenizer": tokenizer.name,
-        "vocab_size": tokenizer.vocab_size,
-        "dtype": dtype,
-        "eot_id": tokenizer.eot_id,
-        "special_tokens": tokenizer.special_tokens,
-        "shard_tokens": config.shard_tokens,
-        "val_fraction": config.val_fraction,
-        "tokens": {split: counts.get(f"tokens_{split}", 0) for split in SPLITS},
-        "documents": {split: counts.get(f"documents_{split}", 0) for split in SPLITS},
-        "shards": shards,
-    }
-    if Path(config.tokenizer).is_file():
-        shutil.copyfile(config.tokenizer, output_dir / TOKENIZER_COPY)
-        manifest["tokenizer_file"] = TOKENIZER_COPY
-    write_manifest(output_dir, manifest)
+    manifest = write_manifest(
+        output_dir, tokenizer, dtype, shards, shard_tokens=config.shard_tokens, val_fraction=config.val_fraction,
+        documents={split: counts.get(f"documents_{split}", 0) for split in SPLITS},
+    )  # fmt: skip
 
     tokens = sum(manifest["tokens"].values())
     log.info("tokenized %d documents into %d tokens, %d shards (%.1fs)", counts.get("documents_in", 0), tokens,
@@ -131,7 +118,7 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
         "dropped": {reason: counts.get(f"dropped_{reason}", 0) for reason in (EMPTY, INVALID_UTF8)},
         "documents_longer_than_shard": counts.get("documents_longer_than_shard", 0),
         "tokens": tokens,
-        **{f"tokens_{split}": manifest["tokens"][split] for split in SPLITS},
+        **{f"tokens_{split}": manifest["tokens"].get(split, 0) for split in SPLITS},
         "shards": len(shards),
         "bytes": counts.get("bytes", 0),
         "bytes_per_token": round(counts.get("bytes", 0) / tokens, 4) if tokens else 0.0,

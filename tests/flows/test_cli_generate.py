@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from fineforge.flows.cli_generate import stream_text
 from fineforge.model.checkpoint import save_checkpoint
 from fineforge.model.engine import Engine, SamplingConfig
 from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.optim import adamw
 from fineforge.model.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +38,7 @@ def checkpoint(tmp_path_factory) -> tuple[Path, GPT]:
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(std=0.3)
-    optimizer = model.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
+    optimizer = adamw(model, weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
     meta = {
         "model": config.to_dict(),
         "tokenizer": {"spec": "bytes", "name": tokenizer.name, "vocab_size": tokenizer.vocab_size},
@@ -110,3 +112,17 @@ def test_bad_input_fails_clearly(checkpoint, tmp_path):
         result = runner.invoke(app, ["generate", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.stderr.split()), (args, result.stderr)
+
+
+def test_damaged_checkpoint_is_one_error_line(checkpoint, tmp_path):
+    """Zeroed weights used to load silently and print garbage with exit 0."""
+    run_dir, _ = checkpoint
+    damaged = tmp_path / "step_00000007"
+    shutil.copytree(run_dir / "checkpoints" / "step_00000007", damaged)
+    blob = bytearray((damaged / "model.safetensors").read_bytes())
+    blob[-100_000:] = bytes(100_000)
+    (damaged / "model.safetensors").write_bytes(bytes(blob))
+    result = CliRunner().invoke(app, ["generate", "--checkpoint", str(damaged), "--prompt", PROMPT])
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.safetensors: damaged (its sha256 does not match meta.json)" in lines[0]

@@ -1,4 +1,5 @@
-"""The `pretrain` Prefect flow end to end: torchrun subprocess, a real MLflow store, retry after a killed worker."""
+"""The `pretrain` Prefect flow end to end: torchrun subprocess, a real MLflow store, retry after a killed worker
+continuing the same MLflow run."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import threading
 import time
 from pathlib import Path
 
+import mlflow
 from mlflow.tracking import MlflowClient
 
-from fineforge.flows.pretrain import PretrainFlowConfig, pretrain
+from fineforge.flows.pretrain import pretrain
+from fineforge.flows.pretrain_config import PretrainFlowConfig
 from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, latest_checkpoint
 from fineforge.model.pretrain import PretrainConfig
 from fineforge.model.tracking import read_metrics
-from fineforge.tasks.training.torchrun import LaunchConfig
+from fineforge.tasks.training.launch import LaunchConfig
 from testkit.processes import children, kill_tree
 from testkit.shakespeare import write_shakespeare_shards
 
@@ -36,6 +39,7 @@ def kill_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> None
 
 def test_pretrain_flow_logs_to_mlflow_and_resumes_after_failure(shared_data, tmp_path, mlflow_uri, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one worker thread, as torchrun gives each of several workers
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # the default 10 s outlasts the run
     data = write_shakespeare_shards(shared_data / "corpora" / "tinyshakespeare.txt", tmp_path / "shards",
                                     limit=200_000)
     run_dir = tmp_path / "run"
@@ -59,9 +63,12 @@ def test_pretrain_flow_logs_to_mlflow_and_resumes_after_failure(shared_data, tmp
 
     client = MlflowClient(tracking_uri=mlflow_uri)
     run = client.get_run(result["mlflow_run_id"])
-    assert run.info.status == "FINISHED"
+    assert [r.info.run_id for r in client.search_runs([run.info.experiment_id])] == [run.info.run_id]  # one run
+    assert run.info.status == "FINISHED" and run.data.tags["fineforge.stage"] == "pretrain"
     assert run.data.params["model.n_layer"] == "2" and run.data.params["max_steps"] == str(MAX_STEPS)
     assert {"train_loss", "val_loss", "lr", "tokens_per_s", "grad_norm"} <= set(run.data.metrics)
+    assert run.data.metrics["resumed_from_step"] == starts[1]["step"]  # the retry continued this run
+    assert any(name.startswith("system/") for name in run.data.metrics)
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert {m.step for m in history} == set(range(1, MAX_STEPS + 1))
     assert run.data.metrics["val_loss"] == result["val_loss"]
@@ -69,3 +76,5 @@ def test_pretrain_flow_logs_to_mlflow_and_resumes_after_failure(shared_data, tmp
     assert {"checkpoint/model.safetensors", "checkpoint/optimizer.safetensors", "checkpoint/meta.json"} <= artifacts
     samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
     assert f"samples/step_{MAX_STEPS:08d}.txt" in samples
+    assert {"config.json", "metrics.jsonl"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config.json")["max_steps"] == MAX_STEPS

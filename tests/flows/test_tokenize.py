@@ -88,17 +88,15 @@ def test_inspect_fails_on_a_corrupt_shard(built, tmp_path):
 
 def test_inspect_decodes_published_tokenizer_boundaries(built, shared_data, tmp_path):
     """A hand-made shard of gpt2 tokens: the sample shows each token and the end-of-document token."""
-    from fineforge.model.shards import write_manifest, write_shard
+    from fineforge.model.shards import shard_entry, write_manifest, write_shard
     from fineforge.model.tokenizer import load_tokenizer
 
     tok = load_tokenizer("gpt2", shared_data / "tokenizers")
     text = (shared_data / "corpora" / "tinyshakespeare.txt").read_text()[:200]
     ids = np.array(tok.encode(text) + [tok.eot_id])
     sha = write_shard(tmp_path / "train_000000.bin", ids, "uint16")
-    write_manifest(tmp_path, {"tokenizer": "gpt2", "vocab_size": tok.vocab_size, "dtype": "uint16",
-                              "eot_id": tok.eot_id, "tokens": {"train": len(ids)}, "documents": {"train": 1},
-                              "shards": [{"file": "train_000000.bin", "split": "train", "tokens": len(ids),
-                                          "sha256": sha}]})
+    write_manifest(tmp_path, tok, "uint16", [shard_entry("train_000000.bin", "train", len(ids), sha)],
+                   documents={"train": 1})
     result = runner.invoke(app, ["tokens", "inspect", str(tmp_path), "--vocab-dir", str(shared_data / "tokenizers"),
                                  "--sample-tokens", str(len(ids))])
     assert result.exit_code == 0, result.output

@@ -158,6 +158,6 @@ def test_bad_inputs_fail_clearly(data_dir, tmp_path, shared_data):
     with pytest.raises(ShardError, match="mask.npy: sha256 does not match"):
         conversation_split(copy, "train")
     tokens_only = tmp_path / "tokens"
-    write_shard_set(tokens_only, [("train", np.arange(100))], "bytes", 266)
+    write_shard_set(tokens_only, [("train", np.arange(100))], load_tokenizer("bytes"))
     with pytest.raises(ShardError, match="not a conversation shard set"):
         conversation_split(tokens_only, "train")

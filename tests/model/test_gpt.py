@@ -12,6 +12,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from fineforge.model.gpt import GPT, PRESETS, GPTConfig, main, preset_table
+from fineforge.model.optim import adamw
 from fineforge.model.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,26 @@ def test_parameter_count_matches_the_shape_formula_for_every_preset():
         # per block: qkv 3d^2, proj d^2, MLP 8d^2, two norms; then the final norm and the tied embedding
         expected = L * (12 * d * d + 2 * d) + d + c.vocab_size * d
         assert model.num_parameters() == expected, name
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_embeddings": False}, {"bias": True}, {"n_kv_head": 1}])
+def test_config_counts_parameters_without_building_the_model(overrides):
+    """What checkpoint loading compares with the weight file before it allocates anything."""
+    for name in PRESETS:
+        config = GPTConfig.from_preset(name, **overrides)
+        with torch.device("meta"):
+            assert config.num_parameters() == GPT(config).num_parameters(), name
+
+
+def test_shapes_beyond_the_bounds_are_refused():
+    with pytest.raises(ValueError, match=r"n_layer must be in \[1, 1024\], got 4096"):
+        GPTConfig(n_layer=4096)
+    with pytest.raises(ValueError, match=r"block_size must be in \[1, 65536\]"):
+        GPTConfig(block_size=10**9)
+    with pytest.raises(ValueError, match="parameters, more than 100,000,000,000"):
+        GPTConfig(n_layer=1024, n_embd=65536, n_head=512)
+    with pytest.raises(ValueError, match="field 'n_embd': expected int, got 768.0"):
+        GPTConfig(n_embd=768.0)
 
 
 def test_gpt2_presets_have_gpt2_sizes():
@@ -162,7 +183,7 @@ def test_tied_weights_save_as_safetensors(tmp_path):
 
 def test_optimizer_decays_matrices_only():
     model = tiny(bias=True)
-    opt = model.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
+    opt = adamw(model, weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
@@ -174,7 +195,7 @@ def test_tiny_model_learns_shakespeare_bytes(shared_data):
     text = (shared_data / "corpora" / "tinyshakespeare.txt").read_text()
     data = torch.tensor(tok.encode(text[:200_000]))
     model = tiny(vocab_size=tok.vocab_size, n_layer=2)
-    opt = model.configure_optimizer(weight_decay=0.1, lr=1e-2, betas=(0.9, 0.99), device_type="cpu")
+    opt = adamw(model, weight_decay=0.1, lr=1e-2, betas=(0.9, 0.99), device_type="cpu")
     g = torch.Generator().manual_seed(0)
     T = model.config.block_size
     losses = []

@@ -11,10 +11,12 @@ import pytest
 from safetensors.torch import load_file
 
 from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, MODEL_FILE, CheckpointError, latest_checkpoint, load_model
-from fineforge.model.pretrain import ConfigError, PretrainConfig, load_config, plan_run
+from fineforge.model.config import ConfigError, load_config
+from fineforge.model.pretrain import PretrainConfig, PretrainStage
 from fineforge.model.shards import ShardError
 from fineforge.model.tracking import read_metrics
-from fineforge.tasks.training.torchrun import LaunchConfig, run_command, torchrun_command
+from fineforge.model.trainer import check_launch
+from fineforge.tasks.training.launch import LaunchConfig, run_command, torchrun_command
 from testkit.processes import kill_tree
 from testkit.shakespeare import write_shakespeare_shards
 
@@ -106,28 +108,28 @@ def test_sigkilled_run_resumes_exactly(shards, tmp_path):
     bigger = tiny_config(shards, reference_dir, model_overrides={"n_layer": 3, "n_head": 2, "n_embd": 32,
                                                                  "block_size": 32})
     with pytest.raises(CheckpointError, match="n_layer: checkpoint 2 vs config 3"):
-        plan_run(PretrainConfig(**bigger))
+        check_launch(PretrainStage(PretrainConfig(**bigger)), 2)
 
 
 def test_bad_config_fields_are_named(shards, tmp_path):
     path = write_config(tmp_path / "c.json", {**tiny_config(shards, tmp_path / "run"), "lr": -1.0})
     with pytest.raises(ConfigError, match="field 'lr': must be > 0"):
-        load_config(path)
+        load_config(PretrainConfig, path)
     path = write_config(tmp_path / "c.json", {**tiny_config(shards, tmp_path / "run"), "micro_batch_size": "4"})
     with pytest.raises(ConfigError, match="field 'micro_batch_size'"):
-        load_config(path)
+        load_config(PretrainConfig, path)
     path = write_config(tmp_path / "c.json", {**tiny_config(shards, tmp_path / "run"), "learning_rate": 1e-3})
     with pytest.raises(ConfigError, match=r"unknown fields \['learning_rate'\]"):
-        load_config(path)
+        load_config(PretrainConfig, path)
     path = write_config(tmp_path / "c.json", {**tiny_config(shards, tmp_path / "run"), "model": "gpt5"})
     with pytest.raises(ConfigError, match="unknown model preset 'gpt5'"):
-        load_config(path)
+        load_config(PretrainConfig, path)
 
 
 def test_batch_that_does_not_divide_is_refused(shards, tmp_path):
     config = PretrainConfig(**tiny_config(shards, tmp_path / "run", tokens_per_step=1000))
     with pytest.raises(ConfigError, match=r"'tokens_per_step': 1000 is not a multiple of .* = 128"):
-        plan_run(config)
+        check_launch(PretrainStage(config), 1)
 
 
 def _copy_shards(src: Path, dst: Path) -> Path:
@@ -137,23 +139,28 @@ def _copy_shards(src: Path, dst: Path) -> Path:
     return dst
 
 
+def check(config: dict) -> None:
+    """The checks of the first rank of a node, with shard checksums."""
+    check_launch(PretrainStage(PretrainConfig(**config)), 1, verify_data=True)
+
+
 def test_corrupt_shards_are_refused(shards, tmp_path):
     bad_magic = _copy_shards(shards, tmp_path / "magic")
     blob = bytearray((bad_magic / "train_000000.bin").read_bytes())
     blob[0:4] = (12345).to_bytes(4, "little")
     (bad_magic / "train_000000.bin").write_bytes(bytes(blob))
     with pytest.raises(ShardError, match="wrong magic number 12345"):
-        plan_run(PretrainConfig(**tiny_config(bad_magic, tmp_path / "run")))
+        check(tiny_config(bad_magic, tmp_path / "run"))
 
     truncated = _copy_shards(shards, tmp_path / "truncated")
     shard = truncated / "train_000001.bin"
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(ShardError, match="truncated or corrupt"):
-        plan_run(PretrainConfig(**tiny_config(truncated, tmp_path / "run", verify_shards=False)))
+        check(tiny_config(truncated, tmp_path / "run", verify_shards=False))
 
     tampered = _copy_shards(shards, tmp_path / "tampered")
     blob = bytearray((tampered / "val_000000.bin").read_bytes())
     blob[-1] ^= 1  # same size and header, different content
     (tampered / "val_000000.bin").write_bytes(bytes(blob))
     with pytest.raises(ShardError, match="sha256 does not match the manifest"):
-        plan_run(PretrainConfig(**tiny_config(tampered, tmp_path / "run")))
+        check(tiny_config(tampered, tmp_path / "run"))

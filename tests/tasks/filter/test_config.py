@@ -23,10 +23,12 @@ from pydantic import ValidationError
 from fineforge.tasks.common.datatrove_steps import pipeline_statistics, run_steps, step_name
 from fineforge.tasks.common.word_tokenizer import WordsOnlySpaCyTokenizer
 from fineforge.tasks.filter.config import (
+    ExtractionSettings,
     FilterConfig,
     build_filter_steps,
     language_model_path,
 )
+from fineforge.tasks.filter.extraction import MainTextExtractor
 from fineforge.tasks.filter.warc_records import iter_html_documents
 
 # Generous per-document extraction timeout: a loaded test machine must not turn into dropped documents.
@@ -41,18 +43,18 @@ def _html_documents(shared_data, name: str, limit: int | None = None) -> list[Do
 def extracted_pages(shared_data) -> list[Document]:
     """Real pages (English from wget, mostly German from the trafilatura set) extracted by trafilatura."""
     config = FilterConfig(extraction=TEST_EXTRACTION)
-    (extract,) = [s for s in build_filter_steps(config) if isinstance(s, Trafilatura)]
+    (extract,) = [s for s in build_filter_steps(config) if isinstance(s, MainTextExtractor)]
     documents = _html_documents(shared_data, "wget-2024-sample-0000.warc.gz") + _html_documents(
         shared_data, "bench-990-pages.warc.gz", limit=25
     )
     return list(extract(documents))
 
 
-def test_defaults_are_finewebs_settings():
+def test_defaults_are_finewebs_settings_but_the_measured_extraction():
     steps = build_filter_steps(FilterConfig())
     assert [type(s) for s in steps] == [
         URLFilter,
-        Trafilatura,
+        MainTextExtractor,
         LanguageFilter,
         GopherRepetitionFilter,
         GopherQualityFilter,
@@ -60,14 +62,23 @@ def test_defaults_are_finewebs_settings():
         FineWebQualityFilter,
     ]
     url, extract, language, rep, quality, c4, fineweb = steps
-    assert extract.favour_precision is True
+    assert extract.method == "trafilatura-resiliparse" and extract.fallbacks and extract.timeout == 1.0
     assert language.languages == ["en"] and language.language_threshold == 0.65
     assert c4.filter_no_terminal_punct is False
     assert fineweb.char_duplicates_ratio == 0.01
     assert rep.dup_line_frac == 0.3 and rep.top_n_grams[0] == (2, 0.2) and rep.dup_n_grams[-1] == (10, 0.1)
     assert quality.min_doc_words == 50 and quality.min_stop_words == 2
-    assert [step_name(s) for s in steps] == ["url", "trafilatura", "language", "gopher_rep", "gopher_qual", "c4",
+    assert [step_name(s) for s in steps] == ["url", "extraction", "language", "gopher_rep", "gopher_qual", "c4",
                                              "fineweb_qual"]  # fmt: skip
+
+
+def test_finewebs_extraction_is_one_setting_away():
+    config = FilterConfig(extraction={"method": "fineweb"})
+    (reference,) = [s for s in build_filter_steps(config, reference=True) if isinstance(s, Trafilatura)]
+    assert reference.favour_precision and reference.deduplicate and reference.kwargs == {}
+    (ours,) = [s for s in build_filter_steps(config) if isinstance(s, MainTextExtractor)]
+    assert ours.method == "fineweb"
+    assert ExtractionSettings().model_dump().keys() == {"enabled", "method", "fallbacks", "deduplicate", "timeout"}
 
 
 def test_nothing_is_fetched_from_the_network():
@@ -97,6 +108,8 @@ def test_every_step_can_be_switched_off_and_retuned():
         ({"gopher_quality": {"min_doc_word": 3}}, "gopher_quality.min_doc_word"),
         ({"fineweb_quality": {"char_duplicates_ratio": -0.1}}, "fineweb_quality.char_duplicates_ratio"),
         ({"extraction": {"timeout": 0}}, "extraction.timeout"),
+        ({"extraction": {"method": "readability"}}, "extraction.method"),
+        ({"extraction": {"favour_precision": True}}, "extraction.favour_precision"),
         ({"language": {"languages": ["en", "xx", "english"]}}, "languages ['english', 'xx'] are not labels of"),
         ({"pii": {"enabled": False}}, "pii"),  # the scrub's settings live in ScrubConfig now
     ],

@@ -41,7 +41,7 @@ def test_real_documents_are_kept_with_their_metadata(filtered, shared_data):
 def test_statistics_are_consistent(filtered):
     stats = filtered.stats
     steps = stats["steps"]
-    assert [s["name"] for s in steps] == ["url", "trafilatura", "language", "gopher_rep", "gopher_qual", "c4",
+    assert [s["name"] for s in steps] == ["url", "extraction", "language", "gopher_rep", "gopher_qual", "c4",
                                           "fineweb_qual"]  # fmt: skip
     assert steps[0]["documents_in"] == stats["documents_in"] == stats["reader"]["html_documents"]
     assert steps[-1]["documents_out"] == stats["documents_out"]
