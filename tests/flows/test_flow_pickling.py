@@ -18,32 +18,42 @@ from testkit.shakespeare import write_shakespeare_shards
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
 
 
-def valid_parameters(flow_name: str, shared_data: Path, tmp_path: Path) -> dict:
-    """The smallest valid parameters of a deployed flow, with the real inputs its config checks (a new flow adds its
-    own here)."""
-    builders = {
-        "data_build": lambda: {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
-                                          "workdir": str(tmp_path)}},
-        "tokenize": lambda: {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path)}},
-        "pretrain": lambda: {"config": {"train": {
-            "data_dir": str(write_shakespeare_shards(shared_data / "corpora" / "tinyshakespeare.txt",
-                                                     tmp_path / "shards", limit=50_000)),
-            "run_dir": str(tmp_path / "run")}}},
-        "rl": lambda: {"config": {"train": {
-            "init_checkpoint": str(tiny_bytes_checkpoint(tmp_path / "init")), "verifier": "word_problems",
-            "prompts": str(write_digit_prompts(tmp_path / "prompts.jsonl", 16)), "max_new_tokens": 32,
-            "run_dir": str(tmp_path / "run")}}},
-    }  # fmt: skip
-    assert flow_name in builders, f"add the smallest valid parameters of {flow_name!r} to valid_parameters()"
-    return builders[flow_name]()
+@pytest.fixture(scope="module")
+def shards(shared_data, tmp_path_factory) -> Path:
+    """Real token shards: the pretrain config's checks read them before any run starts."""
+    text = shared_data / "corpora" / "tinyshakespeare.txt"
+    return write_shakespeare_shards(text, tmp_path_factory.mktemp("shards"), limit=100_000)
+
+
+@pytest.fixture(scope="module")
+def rl_inputs(tmp_path_factory) -> dict[str, str]:
+    """A real checkpoint and prompt set: the rl config's checks load them before any run starts."""
+    folder = tmp_path_factory.mktemp("rl")
+    return {"init_checkpoint": str(tiny_bytes_checkpoint(folder / "init")),
+            "prompts": str(write_digit_prompts(folder / "prompts.jsonl", 16))}
+
+
+def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs: dict) -> dict[str, dict]:
+    """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
+    return {
+        "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
+                                  "workdir": str(tmp_path)}},
+        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path),
+                                "vocab_dir": str(shared_data / "tokenizers")}},  # gpt2's files, checked
+        "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
+        "rl": {"config": {"train": {**rl_inputs, "verifier": "word_problems", "max_new_tokens": 32,
+                                    "run_dir": str(tmp_path / "run")}}},
+    }
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
-def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path):
+def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(
+        spec, shared_data, tmp_path, shards, rl_inputs):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(flow.name, shared_data, tmp_path)
+    parameters = valid_parameters(shared_data, tmp_path, shards, rl_inputs)
+    assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
-    validated = copy.validate_parameters(parameters)
+    validated = copy.validate_parameters(parameters[flow.name])
     assert type(validated["config"]).__name__ != "dict"  # the config model was built
 
 
