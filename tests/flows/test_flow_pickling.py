@@ -38,8 +38,7 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs:
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
-        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path),
-                                "vocab_dir": str(shared_data / "tokenizers")}},  # gpt2's files, checked
+        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path), "tokenizer": "bytes"}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
         "rl": {"config": {"train": {**rl_inputs, "verifier": "word_problems", "max_new_tokens": 32,
                                     "run_dir": str(tmp_path / "run")}}},
