@@ -197,6 +197,11 @@ class Stage(ABC):
         """Text to watch the model learn by (rank 0, the unwrapped model, autocast); None if the stage has none."""
         return None
 
+    def track_inputs(self, tracker: Tracker) -> None:
+        """Record what the run reads with its tracking, e.g. `tracker.input_dataset(...)` (every start; the
+        tracker records on rank 0 only). Nothing by default."""
+        return None
+
     @abstractmethod
     def data_position(self) -> dict:
         """Where the training data continues, as JSON (saved in every checkpoint)."""
@@ -355,6 +360,7 @@ class Trainer:
         tracker.params({**params, "world_size": self.world.world_size, "grad_accum": self.plan.micro_steps,
                         "num_parameters": self.model.num_parameters()})
         tracker.config(asdict(c))
+        self.stage.track_inputs(tracker)
         tracker.event("start", step=self.step, resumed=self.resumed_from is not None,
                       world_size=self.world.world_size)
 
