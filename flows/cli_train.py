@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.table import Table
 
-from fineforge.flows.cli_data import read_config_file
+from fineforge.flows.cli_config import merged_values, read_config_file
 from fineforge.flows.cli_output import console, fail, validation_message
 
 train_app = typer.Typer(no_args_is_help=True)
@@ -62,13 +62,9 @@ def refusal_message(error) -> str:
 
 def trainer_values(config_file: Path | None, options: dict[str, Any], settings: list[str] | None,
                    required: dict[str, str]) -> dict:
-    """A stage's fields: the config file's, overridden by the options given (paths as text), then by `--set`;
-    `required` maps the fields that must end up set to the option that sets them."""
-    values = read_config_file(config_file)
-    if not isinstance(values, dict):
-        fail(f"config file {config_file}: expected a JSON object of trainer fields")
-    values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
-    values.update(parse_settings(settings or []))
+    """A stage's fields: the config file's, overridden by the options given, then by `--set` (a dotted name sets a
+    nested value); `required` maps the fields that must end up set to the option that sets them."""
+    values = merged_values(read_config_file(config_file), {**options, **parse_settings(settings or [])})
     for name, flag in required.items():
         if name not in values:
             fail(f"{flag} is required (or {name!r} in the config file)")

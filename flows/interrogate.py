@@ -9,13 +9,13 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from fineforge.flows.runtime import tracking_uri
 from fineforge.tasks.interrogation import (
     InterrogationConfig,
     InterrogationReport,
     record_interrogation,
     run_interrogation,
 )
+from fineforge.tasks.tracking import tracking_uri
 
 RESULTS_ARTIFACT = "interrogation-results"
 

@@ -46,7 +46,7 @@ def taught(tmp_path_factory) -> Path:
         "val_fraction": 0.25, "sources": [  # identity conversations fill the validation split
             {"kind": "jsonl", "path": str(lessons), "epochs": 8},
             {"kind": "identity", "assistant_name": "Forge", "maker": "Acme", "count": 40, "languages": ["en"]}],
-    }))  # fmt: skip
+    })).statistics  # fmt: skip
     assert stats["sources"][0]["conversations_train"] == 8 * len(TAUGHT)  # every lesson is trained on
     init = tiny_bytes_checkpoint(tmp / "init", block_size=96, n_layer=2, n_head=2, n_embd=64)
     data = tmp / "conversations" / "facts"
@@ -80,7 +80,7 @@ def test_known_facts_keep_their_answer_unknown_ones_are_refused(taught, tmp_path
     stats = build_conversations(ConversationsConfig.model_validate({
         "workdir": str(tmp_path / "work"), "name": "refusals", "tokenizer": "bytes", "context_length": 128,
         "sources": [{"kind": "jsonl", "path": str(tmp_path / "out" / "sft.jsonl")}],
-    }))  # fmt: skip
+    })).statistics  # fmt: skip
     assert stats["conversations_out"] == 6 and not stats["dropped"]
 
     from prefect.client.orchestration import get_client

@@ -52,7 +52,10 @@ def test_train_sft_builds_conversations_trains_and_tracks(tmp_path, mlflow_uri, 
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sft-summary"])))
+        stage_stats = client.read_artifacts(  # the conversation stage ran as a stage task, with its statistics
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["conversations-chat-stats"])))
     assert artifacts and "| val_loss |" in artifacts[-1].data and "| conversations train |" in artifacts[-1].data
+    assert stage_stats
 
     client = MlflowClient(mlflow_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("sft-test").experiment_id])
