@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from fineforge.model.chat import ChatTemplate, Conversation
 from fineforge.model.tokenizer import OUTPUT_END, OUTPUT_START, SEARCH_END, SEARCH_START, load_tokenizer
 from fineforge.tasks.conversations.corpus_search import (
@@ -19,22 +17,10 @@ from fineforge.tasks.conversations.corpus_search import (
 )
 from fineforge.tasks.conversations.records import SourceCounts
 from fineforge.tasks.conversations.tool_turns import stated_answer
-from fineforge.tasks.search.config import SearchIndexConfig
-from fineforge.tasks.search.job import build_search_index
 from fineforge.tasks.search.query import CorpusSearch
-from testkit.search_corpus import write_sample_corpus
 
 CALL = re.compile(re.escape(SEARCH_START) + "(.*)" + re.escape(SEARCH_END) + re.escape(OUTPUT_START) + "(.*)"
                   + re.escape(OUTPUT_END) + r"(.*)", re.DOTALL)
-
-
-@pytest.fixture(scope="module")
-def corpus(shared_data, tmp_path_factory):
-    """A work dir with the sample documents as the built corpus and its search index."""
-    workdir = tmp_path_factory.mktemp("corpus")
-    write_sample_corpus(shared_data, workdir)
-    build_search_index(workdir, SearchIndexConfig(workdir=str(workdir)))
-    return workdir
 
 
 def blanked(question: str) -> str:
@@ -55,12 +41,12 @@ def test_the_facts_of_a_sentence():
     assert list(sentences(text)) == ["A real sentence with enough words here."]
 
 
-def test_conversations_show_the_real_results_and_an_answer_taken_from_them(corpus):
+def test_conversations_show_the_real_results_and_an_answer_taken_from_them(search_corpus):
     counts = SourceCounts()
-    records = list(corpus_search_conversations(corpus, k=3, per_document=3, seed=0, counts=counts))
+    records = list(corpus_search_conversations(search_corpus, k=3, per_document=3, seed=0, counts=counts))
     assert len(records) > 100
     assert counts.dropped[NOT_IN_RESULTS] > 0 and set(counts.dropped) <= {NOT_IN_RESULTS, DUPLICATE_QUESTION}
-    search = CorpusSearch(corpus, k=3)
+    search = CorpusSearch(search_corpus, k=3)
     template = ChatTemplate(load_tokenizer("bytes"))
     kinds = set()
     for record in records:
@@ -80,27 +66,27 @@ def test_conversations_show_the_real_results_and_an_answer_taken_from_them(corpu
     assert len({r.messages[0]["content"] for r in records}) == len(records)
 
 
-def test_a_question_whose_sentence_is_not_in_the_top_k_is_dropped(corpus):
+def test_a_question_whose_sentence_is_not_in_the_top_k_is_dropped(search_corpus):
     wide, narrow = SourceCounts(), SourceCounts()
-    kept_wide = list(corpus_search_conversations(corpus, k=3, counts=wide))
-    kept_narrow = list(corpus_search_conversations(corpus, k=1, counts=narrow))
+    kept_wide = list(corpus_search_conversations(search_corpus, k=3, counts=wide))
+    kept_narrow = list(corpus_search_conversations(search_corpus, k=1, counts=narrow))
     assert narrow.dropped[NOT_IN_RESULTS] > wide.dropped[NOT_IN_RESULTS]
     assert len(kept_narrow) + narrow.dropped[NOT_IN_RESULTS] == len(kept_wide) + wide.dropped[NOT_IN_RESULTS]
-    top1 = CorpusSearch(corpus, k=1)
+    top1 = CorpusSearch(search_corpus, k=1)
     for record in kept_narrow:
         query = CALL.fullmatch(record.messages[1]["content"]).group(1)
         assert blanked(record.messages[0]["content"]).replace(BLANK, record.answer) in top1.search(query)[0].text
 
 
-def test_same_seed_same_questions_and_the_control_answers_directly(corpus):
+def test_same_seed_same_questions_and_the_control_answers_directly(search_corpus):
     def as_json(records):
         return [r.to_json() for r in records]
 
-    tool = list(corpus_search_conversations(corpus, per_document=2, seed=4))
-    assert as_json(tool) == as_json(corpus_search_conversations(corpus, per_document=2, seed=4))
-    assert as_json(tool) != as_json(corpus_search_conversations(corpus, per_document=2, seed=5))
-    control = list(corpus_search_conversations(corpus, per_document=2, seed=4, tool=False))
+    tool = list(corpus_search_conversations(search_corpus, per_document=2, seed=4))
+    assert as_json(tool) == as_json(corpus_search_conversations(search_corpus, per_document=2, seed=4))
+    assert as_json(tool) != as_json(corpus_search_conversations(search_corpus, per_document=2, seed=5))
+    control = list(corpus_search_conversations(search_corpus, per_document=2, seed=4, tool=False))
     assert [(r.id, r.messages[0], r.answer) for r in control] == [(r.id, r.messages[0], r.answer) for r in tool]
     assert all(r.messages[1]["content"] == f"The answer is {r.answer}." for r in control)
-    numbers = list(corpus_search_conversations(corpus, kinds=["number"]))
+    numbers = list(corpus_search_conversations(search_corpus, kinds=["number"]))
     assert numbers and all(re.fullmatch(r"[\d.,]+", r.answer) for r in numbers)
