@@ -8,9 +8,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from fineforge.flows.pretrain_config import PretrainFlowConfig
-from fineforge.flows.runtime import tracking_uri
 from fineforge.model.tracking import TRACKING_URI_ENV, recorded_run, settle_run
 from fineforge.model.trainer import SUMMARY_FILE
+from fineforge.tasks.tracking import tracking_uri
 from fineforge.tasks.training.torchrun import torchrun_task
 
 CONFIG_FILE = "pretrain_config.json"

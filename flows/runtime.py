@@ -41,16 +41,6 @@ def require_prefect_api() -> None:
     except DeployError as e:
         fail(str(e))
 
-
-def tracking_uri(workdir: Path, configured: str | None) -> str:
-    """MLflow tracking URI: the configured one, else $MLFLOW_TRACKING_URI, else a SQLite file in the work dir."""
-    if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
-
-
 def stop_temporary_server() -> None:
     """Stop Prefect's temporary local API now, while stdout is still open.
 

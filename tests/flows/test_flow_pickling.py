@@ -11,24 +11,32 @@ import cloudpickle
 import pytest
 
 from fineforge.flows.deploy import load_flow, read_deployments
+from testkit.shakespeare import write_shakespeare_shards
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
 
 
-def valid_parameters(shared_data: Path, tmp_path: Path) -> dict[str, dict]:
+@pytest.fixture(scope="module")
+def shards(shared_data, tmp_path_factory) -> Path:
+    """Real token shards: the pretrain config's checks read them before any run starts."""
+    text = shared_data / "corpora" / "tinyshakespeare.txt"
+    return write_shakespeare_shards(text, tmp_path_factory.mktemp("shards"), limit=100_000)
+
+
+def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path) -> dict[str, dict]:
     """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
         "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path)}},
-        "pretrain": {"config": {"train": {"data_dir": str(tmp_path), "run_dir": str(tmp_path / "run")}}},
+        "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
     }
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
-def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path):
+def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path, shards):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(shared_data, tmp_path)
+    parameters = valid_parameters(shared_data, tmp_path, shards)
     assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
     validated = copy.validate_parameters(parameters[flow.name])
