@@ -92,13 +92,14 @@ def replies(model: GPT, tokenizer: Tokenizer, questions: Sequence[str], tools: T
 
 
 def accuracy(model: GPT, tokenizer: Tokenizer, records: list[ConversationRecord], tools: ToolLoop) -> dict:
-    """Correct answers among the records' questions, with the interval and the share of replies that called a tool."""
+    """Correct answers among the records' questions, with the interval, the replies that called a tool and one
+    reply as an example."""
     texts = replies(model, tokenizer, [question(r) for r in records], tools)
     correct = sum(stated_answer(text) == record.answer for text, record in zip(texts, records, strict=True))
     called = sum("<CODE_START>" in text for text in texts)
     low, high = wilson(correct, len(records))
     return {"correct": correct, "total": len(records), "accuracy": correct / max(1, len(records)),
-            "low": low, "high": high, "tool_calls": called}
+            "low": low, "high": high, "tool_calls": called, "example": texts[0] if texts else ""}
 
 
 def train(tokenizer: Tokenizer, records: list[ConversationRecord], steps: int) -> tuple[GPT, float]:
@@ -137,8 +138,10 @@ def print_table(rows: list[dict]) -> None:
     for task in TASKS:
         with_tool, without = (next(r for r in rows if r["task"] == task and r["variant"] == v)
                               for v in ("code tool", "no tool"))
-        ratio = with_tool["accuracy"] / without["accuracy"] if without["accuracy"] else math.inf
-        print(f"{task}: with the tool / without = {ratio:.1f}x (goal: >= 90 % with the tool)")
+        ratio = (f"{with_tool['accuracy'] / without['accuracy']:.1f}x" if without["accuracy"]
+                 else "n/a (none right without)")
+        print(f"{task}: with the tool / without = {ratio} (goal: >= 90 % with the tool)")
+        print(f"  e.g. with the tool: {with_tool['example']!r}\n  without: {without['example']!r}")
 
 
 def log_to_mlflow(workdir: Path, rows: list[dict], params: dict) -> str:

@@ -7,6 +7,7 @@ stand-in for the SFT stage where a test or benchmark needs a model in seconds or
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 
@@ -15,6 +16,9 @@ import torch
 from fineforge.model.chat import ChatTemplate, Conversation
 from fineforge.model.gpt import GPT, GPTConfig
 from fineforge.model.optim import adamw
+
+log = logging.getLogger(__name__)
+LOG_EVERY = 100
 
 
 def rendered_batch(template: ChatTemplate, conversations: Sequence[Sequence[dict]], block_size: int
@@ -45,10 +49,12 @@ def train_chat_model(template: ChatTemplate, conversations: Sequence[Sequence[di
     model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **shape))
     optimizer = adamw(model, weight_decay=0.0, lr=learning_rate, betas=(0.9, 0.95), device_type="cpu")
     everything = rendered_batch(template, conversations, block_size) if batch_size is None else None
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         batch = everything or rendered_batch(template, rng.sample(conversations, batch_size), block_size)
         _, loss = model(batch[0], targets=batch[1], loss_mask=batch[2])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if step % LOG_EVERY == 0 or step == steps:
+            log.info("step %d/%d: loss %.4f", step, steps, loss.item())
     return model.eval()
