@@ -12,6 +12,7 @@ import pytest
 
 from fineforge.flows.deploy import load_flow, read_deployments
 from testkit.checkpoints import tiny_bytes_checkpoint
+from testkit.conversations import write_chat_conversations
 from testkit.rl import write_digit_prompts
 from testkit.shakespeare import write_shakespeare_shards
 
@@ -27,10 +28,14 @@ def shards(shared_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def rl_inputs(tmp_path_factory) -> dict[str, str]:
-    """A real checkpoint and prompt set: the rl config's checks load them before any run starts."""
+    """A real checkpoint, prompt set, question file and conversation set: the configs' checks read them."""
     folder = tmp_path_factory.mktemp("rl")
+    questions = folder / "questions.jsonl"
+    questions.write_text('{"question": "What is 2 + 2?", "answer": "4"}\n')
     return {"init_checkpoint": str(tiny_bytes_checkpoint(folder / "init")),
-            "prompts": str(write_digit_prompts(folder / "prompts.jsonl", 16))}
+            "prompts": str(write_digit_prompts(folder / "prompts.jsonl", 16)),
+            "questions": str(questions),
+            "conversations": str(write_chat_conversations(folder / "chat", count=40, context_length=128))}
 
 
 def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs: dict) -> dict[str, dict]:
@@ -40,8 +45,16 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs:
                                   "workdir": str(tmp_path)}},
         "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path), "tokenizer": "bytes"}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
-        "rl": {"config": {"train": {**rl_inputs, "verifier": "word_problems", "max_new_tokens": 32,
+        "rl": {"config": {"train": {"init_checkpoint": rl_inputs["init_checkpoint"], "prompts": rl_inputs["prompts"],
+                                    "verifier": "word_problems", "max_new_tokens": 32,
                                     "run_dir": str(tmp_path / "run")}}},
+        "sft": {"config": {"train": {"data_dir": rl_inputs["conversations"],
+                                     "init_checkpoint": rl_inputs["init_checkpoint"],
+                                     "run_dir": str(tmp_path / "sft")}}},
+        "interrogate": {"config": {"checkpoint": rl_inputs["init_checkpoint"], "questions": rl_inputs["questions"],
+                                   "output_dir": str(tmp_path / "interrogation")}},
+        "collect_rankings": {"config": {"checkpoint": rl_inputs["init_checkpoint"], "prompts": rl_inputs["prompts"],
+                                        "dataset": str(tmp_path / "rankings.jsonl")}},
     }
 
 
