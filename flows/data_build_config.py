@@ -2,8 +2,9 @@
 
 Its validators do every check that needs no work, so the CLI, a Prefect UI run, a schedule and the API fail
 alike, before anything is written, with one message naming the field: the input spec resolves to WARC files
-(a dump name or URL at a remote source is resolved by the flow's first task instead, as that needs the
-network), limit and sample exclude each other, the languages are labels of the language-ID model (in
+(a dump name, a dump spec such as `latest`, or a URL at a remote source is resolved by the flow's first task
+instead, as that needs the network; the config keeps the spec, so each run resolves it anew), limit and sample
+exclude each other, the languages are labels of the language-ID model (in
 `FilterConfig`), and a sample is taken of a stage the build writes.
 """
 

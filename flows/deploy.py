@@ -2,10 +2,11 @@
 
 `prefect.yaml` at the repository root lists the deployments (one per flow, module-path entrypoints); Prefect's
 own `prefect deploy --all` reads it, and so does `fineforge deploy`, which registers each entry with Prefect's
-`Flow.to_deployment(...).apply()`. A `process` worker of the pool (`fineforge server start` starts one) runs the
-flow runs: the Run button of the Prefect UI, the API, or a schedule. Relative paths in run parameters resolve
-against the working directory recorded with the deployment (where `fineforge deploy` ran, as `prefect deploy`
-does).
+`Flow.to_deployment(...).apply()`, with the entry's schedules (cron, time zone, active), concurrency limit
+and triggers (each becomes a Prefect automation that runs the deployment). A `process` worker of the pool
+(`fineforge server start` starts one) runs the flow runs: the Run button of the Prefect UI, the API, a
+schedule or an automation. Relative paths in run parameters resolve against the working directory recorded
+with the deployment (where `fineforge deploy` ran, as `prefect deploy` does).
 """
 
 import os

@@ -50,7 +50,7 @@ from fineforge.tasks.common.stage import (
     remove_leftovers,
     sibling,
     stage_path,
-)  # fmt: skip
+)
 from fineforge.tasks.common.statistics import STEPS, merge_statistics
 
 log = logging.getLogger(__name__)

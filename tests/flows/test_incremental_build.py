@@ -14,7 +14,7 @@ from fineforge.tasks.common.increments import REGISTRY_FILE
 from testkit.dump_bucket import write_dump
 
 OLD_DUMP, DUMP = "CC-MAIN-2024-18", "CC-MAIN-2024-22"
-FIRST = ["cc-main-2014-35-sample.warc", "cc-main-2024-22-one-page.warc.gz"]
+FIRST = ["cc-main-2014-35-sample.warc", "wget-2024-sample-0000.warc.gz"]
 NEW = "wget-2024-sample-0001.warc.gz"  # listed last, as CommonCrawl appends to a dump's list
 STAGES = ("filtered", "deduplicated", "scrubbed")
 # Exact dedup keeps the test short; MinHash appended to is the same code path (tests/tasks/common/test_increments.py
@@ -47,7 +47,7 @@ def rebuilt(tmp_path_factory, shared_data, spark):
     three for comparison."""
     tmp = tmp_path_factory.mktemp("incremental")
     warcs = shared_data / "warc"
-    write_dump(tmp / "bucket", OLD_DUMP, [warcs / "wget-2024-sample-0000.warc.gz"])
+    write_dump(tmp / "bucket", OLD_DUMP, [warcs / "cc-main-2024-22-one-page.warc.gz"])
     write_dump(tmp / "bucket", DUMP, [warcs / name for name in FIRST])
     first = build(tmp / "bucket", tmp / "work")
     before = {stage: parts(tmp / "work" / DUMP / stage) for stage in STAGES}
@@ -72,6 +72,7 @@ def test_only_the_new_warc_is_read_and_its_parts_are_appended(rebuilt):
                           NEW: (1, ["part-00002.parquet"])}
     assert registry["fingerprint"] == filtered["fingerprint"]
     for stage in STAGES:
+        assert before[stage], f"{stage}: the first build wrote no part"  # else 'untouched' would prove nothing
         now = parts(tmp / "work" / DUMP / stage)
         assert {name: now[name] for name in before[stage]} == before[stage], f"{stage}: earlier parts changed"
     for upstream, stage in zip(STAGES, STAGES[1:], strict=False):  # a later stage's inputs are the upstream parts
