@@ -295,19 +295,7 @@ class GPT(nn.Module):
         positions where it is 1 (e.g. the assistant's tokens in SFT). With `kv_cache`, idx holds only
         the new tokens and the cache supplies (and receives) the earlier keys and values.
         """
-        B, T = idx.shape
-        start = kv_cache.pos if kv_cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(
-                f"sequence of {start + T} positions exceeds the model's context of {self.config.block_size}"
-            )
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
-        x = self.drop(self.wte(idx))
-        for block in self.blocks:
-            x = block(x, cos, sin, kv_cache)
-        if kv_cache is not None:
-            kv_cache.advance(T)
-        x = self.ln_f(x)
+        x = self.hidden_states(idx, kv_cache)
         if last_only:
             x = x[:, -1:, :]
         logits = self.lm_head(x)
@@ -325,6 +313,23 @@ class GPT(nn.Module):
             weights = weights * loss_mask.reshape(-1).float()
         loss = (losses * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
+
+    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """The final normalised hidden states (B, T, C) that the language head projects onto the vocabulary;
+        a scalar head (the reward model) reads them instead of the logits. `kv_cache` as in `forward`."""
+        T = idx.shape[1]
+        start = kv_cache.pos if kv_cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {start + T} positions exceeds the model's context of {self.config.block_size}"
+            )
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        x = self.drop(self.wte(idx))
+        for block in self.blocks:
+            x = block(x, cos, sin, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        return self.ln_f(x)
 
     def new_kv_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
         """An empty cache on the model's device and dtype, up to the model's context by default."""
