@@ -9,6 +9,7 @@ from fineforge.flows.cli_data import data_app
 from fineforge.flows.cli_generate import generate
 from fineforge.flows.cli_preferences import preferences_app
 from fineforge.flows.cli_rank import rank
+from fineforge.flows.cli_reward import reward_app
 from fineforge.flows.cli_search import search_app
 from fineforge.flows.cli_tokens import tokens_app
 from fineforge.flows.cli_train import train_app
@@ -27,6 +28,7 @@ app.add_typer(search_app, name="search", help="Full-text search over the built c
 app.command("generate", help="Sample continuations from a checkpoint.")(generate)
 app.add_typer(preferences_app, name="preferences", help="Preference data for reward models.")
 app.command("rank", help="Rank sampled completions in the terminal.")(rank)
+app.add_typer(reward_app, name="reward", help="Reward models: preference sets from rankings, scores of replies.")
 
 
 def main() -> None:

@@ -57,15 +57,51 @@ def pretrain_command(
     mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
 ) -> None:
     """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
-    from dataclasses import asdict
-
-    from pydantic import ValidationError
-
     from fineforge.flows.pretrain_config import PretrainFlowConfig
-    from fineforge.model.config import ConfigError, config_from_dict
     from fineforge.model.pretrain import PretrainConfig
-    from fineforge.tasks.training.launch import LaunchConfig
 
+    paths = {"data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
+    values = trainer_values(config_file, {**paths, "model": preset, "max_steps": max_steps}, settings,
+                            {"data_dir": "--data", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank, "retries": retries,
+              "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(PretrainConfig, PretrainFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.pretrain:pretrain", "fineforge.model.pretrain", flow_config, "pretraining")
+
+
+@train_app.command("reward")
+def reward_command(
+    data: Path = typer.Option(None, "--data", "-d", help="Preference set folder (`fineforge reward pairs`)."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="The trunk: an SFT (or pretrained) checkpoint or "
+                                    "run folder (its newest checkpoint)."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
+    settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set margin=0.5 (repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Train a reward model (the trunk + a scalar head, Bradley-Terry) under torchrun (Prefect flow `reward_model`)."""
+    from fineforge.flows.reward_model_config import RewardModelFlowConfig
+    from fineforge.model.reward import RewardConfig
+
+    paths = {"data_dir": data, "init_checkpoint": checkpoint, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
+    values = trainer_values(config_file, {**paths, "max_steps": max_steps}, settings,
+                            {"data_dir": "--data", "init_checkpoint": "--checkpoint", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(RewardConfig, RewardModelFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.reward_model:reward_model", "fineforge.model.reward", flow_config,
+                      "reward model")
+
+
+def trainer_values(config_file: Path | None, options: dict, settings: list[str] | None,
+                   required: dict[str, str]) -> dict:
+    """A stage's fields from the config file, then the options given (paths as text), then the `--set`s; a
+    `required` field (name -> its option) given nowhere fails naming the option."""
     values: dict = {}
     if config_file is not None:
         try:
@@ -74,38 +110,54 @@ def pretrain_command(
             fail(f"cannot read config file {config_file}: {e}")
         if not isinstance(values, dict):
             fail(f"config file {config_file}: expected a JSON object of trainer fields")
-    paths = {"data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
-    options = {**{k: str(v) for k, v in paths.items() if v is not None}, "model": preset, "max_steps": max_steps}
-    values.update({k: v for k, v in options.items() if v is not None})
+    values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
     values.update(parse_settings(settings or []))
-    for required, flag in (("data_dir", "--data"), ("run_dir", "--run-dir")):
-        if required not in values:
-            fail(f"{flag} is required (or {required!r} in the config file)")
-    try:  # every check of the flow config (data, tokenizer, batch arithmetic, ...) before anything starts
-        config = config_from_dict(PretrainConfig, values)
-        launch = LaunchConfig(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank, retries=retries,
-                              rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, launcher_args=torchrun_args or [])
-        flow_config = PretrainFlowConfig(train=config, launch=launch, mlflow_tracking_uri=mlflow_uri)
+    for name, flag in required.items():
+        if name not in values:
+            fail(f"{flag} is required (or {name!r} in the config file)")
+    return values
+
+
+def checked_flow_config(config_type: type, flow_config_type: type, values: dict, launch: dict,
+                        mlflow_uri: str | None):
+    """The flow's config after every check of the stage (data, tokenizer, checkpoint, batch arithmetic) and of the
+    launch, or one error line and exit 2: nothing has started."""
+    from pydantic import ValidationError
+
+    from fineforge.model.config import ConfigError, config_from_dict
+    from fineforge.tasks.training.launch import LaunchConfig
+
+    try:
+        config = config_from_dict(config_type, values)
+        return flow_config_type(train=config, launch=LaunchConfig(**launch), mlflow_tracking_uri=mlflow_uri)
     except ConfigError as e:
         fail(str(e))
     except ValidationError as e:
         fail(refusal_message(e))
 
+
+def run_training_flow(flow_path: str, module: str, flow_config, title: str) -> None:
+    """Run the training flow `flow_path` ("package.module:flow") on node 0, only torchrun on the other nodes
+    (node 0's flow owns the Prefect run; global rank 0 the MLflow run); print the result as a table."""
+    from dataclasses import asdict
+    from importlib import import_module
+
     from fineforge.flows.runtime import prepare_runtime
 
-    prepare_runtime(Path(config.run_dir))
-    from fineforge.flows.pretrain import pretrain
+    config, launch = flow_config.train, flow_config.launch
+    prepare_runtime(Path(config.run_dir))  # before Prefect is imported
     from fineforge.tasks.training.launch import TorchrunError, launch_training
 
     try:
-        if launch.node_rank > 0:  # node 0's flow owns the Prefect run; global rank 0 the MLflow run
-            node_config = Path(config.run_dir) / f"pretrain_config.node{launch.node_rank}.json"
-            launch_training("fineforge.model.pretrain", asdict(config), node_config, launch)
+        if launch.node_rank > 0:
+            node_config = Path(config.run_dir) / f"{module.rsplit('.', 1)[-1]}_config.node{launch.node_rank}.json"
+            launch_training(module, asdict(config), node_config, launch)
             return
-        result = pretrain(flow_config)
+        module_name, flow_name = flow_path.split(":")
+        result = getattr(import_module(module_name), flow_name)(flow_config)
     except TorchrunError as e:
         fail(str(e).splitlines()[0], code=1)  # the whole log was streamed above
-    table = Table(title="pretraining")
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
