@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from fineforge.flows.cli_output import console, fail, validation_message
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 train_app = typer.Typer(no_args_is_help=True)
 
@@ -119,7 +123,7 @@ def trainer_values(config_file: Path | None, options: dict, settings: list[str] 
 
 
 def checked_flow_config(config_type: type, flow_config_type: type, values: dict, launch: dict,
-                        mlflow_uri: str | None):
+                        mlflow_uri: str | None) -> BaseModel:
     """The flow's config after every check of the stage (data, tokenizer, checkpoint, batch arithmetic) and of the
     launch, or one error line and exit 2: nothing has started."""
     from pydantic import ValidationError
@@ -136,7 +140,7 @@ def checked_flow_config(config_type: type, flow_config_type: type, values: dict,
         fail(refusal_message(e))
 
 
-def run_training_flow(flow_path: str, module: str, flow_config, title: str) -> None:
+def run_training_flow(flow_path: str, module: str, flow_config: BaseModel, title: str) -> None:
     """Run the training flow `flow_path` ("package.module:flow") on node 0, only torchrun on the other nodes
     (node 0's flow owns the Prefect run; global rank 0 the MLflow run); print the result as a table."""
     from dataclasses import asdict

@@ -62,16 +62,18 @@ def write_rule_rankings(path: Path, rule: str, count: int, seed: int = 0) -> Pat
     return path
 
 
-def untrained_checkpoint(run_dir: Path, block_size: int = 128, seed: int = 0, **shape) -> Path:
-    """A freshly initialised GPT for the `bytes` tokenizer saved as the trainer saves one (stage "pretrain"),
-    in `run_dir/checkpoints`; returns `run_dir`. `shape`: GPTConfig fields over a 2-layer, 64-wide model."""
-    tokenizer = load_tokenizer("bytes")
+def untrained_checkpoint(run_dir: Path, tokenizer_spec: str = "bytes", seed: int = 0, **shape) -> Path:
+    """A freshly initialised GPT saved as the trainer saves one (stage "pretrain") in `run_dir/checkpoints`;
+    returns `run_dir`. `shape`: GPTConfig fields over a 2-layer, 64-wide model of context 128 whose vocabulary
+    is the tokenizer's, padded to a multiple of 64."""
+    tokenizer = load_tokenizer(tokenizer_spec)
     torch.manual_seed(seed)
-    config = GPTConfig(**{"vocab_size": 320, "block_size": block_size, "n_layer": 2, "n_head": 2, "n_embd": 64,
+    vocab_size = -(-tokenizer.vocab_size // 64) * 64
+    config = GPTConfig(**{"vocab_size": vocab_size, "block_size": 128, "n_layer": 2, "n_head": 2, "n_embd": 64,
                           **shape})
     model = GPT(config)
     optimizer = adamw(model, weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
     meta = {"model": config.to_dict(), "stage": "pretrain",
-            "tokenizer": {"spec": "bytes", "name": tokenizer.name, "vocab_size": tokenizer.vocab_size}}
+            "tokenizer": {"spec": tokenizer_spec, "name": tokenizer.name, "vocab_size": tokenizer.vocab_size}}
     save_checkpoint(Path(run_dir) / "checkpoints", 1, model, optimizer, meta)
     return Path(run_dir)

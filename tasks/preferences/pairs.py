@@ -36,7 +36,7 @@ from fineforge.model.preference_data import (
 )
 from fineforge.model.reward_model import tokenizer_record
 from fineforge.model.shards import file_sha256
-from fineforge.model.tokenizer import Tokenizer, load_tokenizer
+from fineforge.model.tokenizer import Tokenizer
 from fineforge.tasks.preferences.rankings import Judgement, RankingsDataset
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,3 @@ def build_preference_set(config: PairsConfig, tokenizer: Tokenizer) -> dict:
     log.info("preference set %s: %s", output, json.dumps({**stats, **manifest["counts"]}))
     return manifest
 
-
-def build_from_config(config: PairsConfig) -> dict:
-    """`build_preference_set` with the config's tokenizer loaded."""
-    return build_preference_set(config, load_tokenizer(config.tokenizer, config.tokenizer_dir))
