@@ -15,7 +15,14 @@ from safetensors.torch import load_file
 from fineforge.model.chat import ChatTemplate
 from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, MODEL_FILE, CheckpointError, latest_checkpoint
 from fineforge.model.config import ConfigError
-from fineforge.model.preference_data import PreferenceDataError, load_preference_manifest, read_split
+from fineforge.model.preference_data import (
+    PreferenceDataError,
+    RankingLoader,
+    TokenizedRanking,
+    collate,
+    load_preference_manifest,
+    read_split,
+)
 from fineforge.model.reward import RewardConfig, RewardStage
 from fineforge.model.reward_model import load_reward_model, require_same_tokenizer, score_rows
 from fineforge.model.tokenizer import load_tokenizer
@@ -118,6 +125,28 @@ def test_learns_a_known_rule_and_resumes_exactly_after_sigkill(trunk, keyword_se
         right += sum(scores[a] > scores[b] for a, b in pairs)
         total += len(pairs)
     assert right / total == pytest.approx(summary["heldout_accuracy"], abs=1e-6)
+
+
+def test_batches_are_whole_rankings_with_their_pairs():
+    three = TokenizedRanking("p", (1, 2), ("a", "b", "c"), ((7, 9), (8, 8, 8, 9), (9,)), (2, 0, 1))
+    two = TokenizedRanking("q", (3,), ("x", "y"), ((4, 9), (5, 9)), (0, 1))
+    batch = collate([three, two], pad_id=0)
+    assert batch.tokens.tolist() == [[1, 2, 7, 9, 0, 0], [1, 2, 8, 8, 8, 9], [1, 2, 9, 0, 0, 0], [3, 4, 9, 0, 0, 0],
+                                     [3, 5, 9, 0, 0, 0]]
+    assert batch.lengths.tolist() == [4, 6, 3, 3, 3]
+    # all pairs, better first: b > c, b > a, c > a, then x > y (rows 3 and 4)
+    assert list(zip(batch.chosen.tolist(), batch.rejected.tolist(), batch.rank_gaps.tolist(), strict=True)) == [
+        (1, 2, 1), (1, 0, 2), (2, 0, 1), (3, 4, 1)]
+    best_worst = collate([three, two], pad_id=0, pairing="best_worst")
+    assert list(zip(best_worst.chosen.tolist(), best_worst.rejected.tolist(), strict=True)) == [(1, 0), (3, 4)]
+
+    # two ranks take disjoint halves of each micro-step; a new epoch is a new order
+    rankings = [TokenizedRanking(str(i), (1,), ("a", "b"), ((9,), (9,)), (0, 1)) for i in range(10)]
+    ranks = [RankingLoader(rankings, 2, rank, 2, seed=3) for rank in (0, 1)]
+    epoch = [[r.prompt_id for loader in ranks for r in loader.next_rankings()] for _ in range(2)]
+    assert len({i for step in epoch for i in step}) == 8  # 2 steps of 4; the remainder of 2 is skipped
+    ranks[0].next_rankings()
+    assert ranks[0].position.to_dict() == {"shard": 0, "offset": 4, "epoch": 1}
 
 
 def build_set(rankings: Path, output: Path, tokenizer: str, max_length: int, vocab_dir: Path | None = None) -> Path:
