@@ -33,9 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 WARCS = ["bench-990-pages.warc.gz", "archive-it-2008-example.warc.gz"]
 CORES = 2
-# FineWeb's settings, except a generous extraction timeout: with datatrove's 1 s a loaded machine turns
-# slow pages into timeouts at random, and the two runs could not be compared document by document.
-CONFIG = FilterConfig(extraction={"timeout": 60})
+# FineWeb's settings (its extraction, `method: fineweb`, so (b) runs datatrove's own Trafilatura step), except
+# a generous extraction timeout: datatrove's is wall-clock time, and with its 1 s a loaded machine turns slow
+# pages into timeouts at random, so the two runs could not be compared document by document.
+CONFIG = FilterConfig(extraction={"method": "fineweb", "timeout": 60})
 PROFILE_TOP = 25
 
 

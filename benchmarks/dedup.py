@@ -118,7 +118,8 @@ def measure(command: list[str]) -> dict:
 
 def run_fineforge(input_dir: Path, work: Path) -> dict:
     from fineforge.tasks.common.spark import SparkConfig, spark_session
-    from fineforge.tasks.dedup.job import DedupConfig, deduplicate_parquet
+    from fineforge.tasks.dedup.config import DedupConfig
+    from fineforge.tasks.dedup.job import deduplicate_parquet
 
     spark = spark_session(
         SparkConfig(
@@ -146,7 +147,7 @@ def run_datatrove(input_dir: Path, work: Path) -> dict:
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
-    from fineforge.tasks.dedup.job import DedupConfig
+    from fineforge.tasks.dedup.config import DedupConfig
 
     config = DedupConfig().minhash_config()
     stages = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from datatrove.utils.text import ngrams
 
-from fineforge.tasks.dedup.job import DedupConfig
+from fineforge.tasks.dedup.config import DedupConfig
 from fineforge.tasks.dedup.minhash import MinhashSigner
 from testkit.dedup_corpus import sentence_documents, sentences
 

@@ -92,7 +92,7 @@ def timed(work):
 
 
 def measure_tantivy(workdir: Path, config: SearchIndexConfig, queries: list[tuple[str, str]]) -> dict:
-    stats, wall, cpu = timed(lambda: build_search_index(workdir, config))
+    stats, wall, cpu = timed(lambda: build_search_index(workdir, config).statistics)
     search = CorpusSearch(workdir, k=K)
     return {"build_s": wall, "build_cpu_s": cpu, "passages": stats["passages"], "mb": stats["index_bytes"] / 2**20,
             **measure_queries(search.search, queries)}

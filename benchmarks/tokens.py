@@ -59,8 +59,8 @@ def real_text_corpus(folder: Path) -> Path:
 def read_documents(inputs: list[str]) -> list[tuple[str, str]]:
     import pyarrow.parquet as pq
 
+    from fineforge.tasks.common.documents import parquet_files
     from fineforge.tasks.tokens.documents import document_text
-    from fineforge.tasks.tokens.job import parquet_files
 
     docs = []
     for path in parquet_files(inputs):
@@ -110,8 +110,9 @@ def main() -> None:
 
     from fineforge.model.tokenizer import load_tokenizer
     from fineforge.tasks.common.spark import SparkConfig, spark_session
+    from fineforge.tasks.tokens.bpe import train_bpe_tokenizer
+    from fineforge.tasks.tokens.config import TokenizeConfig, TokenizerTrainingConfig
     from fineforge.tasks.tokens.documents import validation_split
-    from fineforge.tasks.tokens.job import TokenizeConfig, train_bpe_tokenizer
 
     scratch = Path(tempfile.mkdtemp(prefix="fineforge-bench-tokenize-"))
     inputs = args.corpus or [str(real_text_corpus(scratch / "corpus"))]
@@ -123,7 +124,9 @@ def main() -> None:
     spark = spark_session(SparkConfig(master=f"local[{THREADS}]", app_name="bench-tokenize"))
     bpe_path = scratch / "bpe.json"
     start = time.perf_counter()
-    bpe = train_bpe_tokenizer(spark, inputs, args.vocab_size, bpe_path, val_fraction=args.val_fraction)
+    training = TokenizerTrainingConfig(input=inputs, output=str(bpe_path), vocab_size=args.vocab_size,
+                                       val_fraction=args.val_fraction)
+    bpe = train_bpe_tokenizer(spark, training)
     train_s = time.perf_counter() - start
     gpt2 = load_tokenizer("gpt2", args.vocab_dir)
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from fineforge.flows.cli_chat import chat
 from fineforge.flows.cli_conversations import conversations_app
 from fineforge.flows.cli_data import data_app
+from fineforge.flows.cli_deploy import deploy
 from fineforge.flows.cli_generate import generate
 from fineforge.flows.cli_preferences import preferences_app
 from fineforge.flows.cli_rank import rank
 from fineforge.flows.cli_reward import reward_app
 from fineforge.flows.cli_search import search_app
+from fineforge.flows.cli_server import server_app
 from fineforge.flows.cli_tokens import tokens_app
 from fineforge.flows.cli_train import train_app
 
@@ -26,13 +29,22 @@ app.add_typer(train_app, name="train", help="Train models with torchrun.")
 app.add_typer(conversations_app, name="conversations", help="Conversation data for SFT: render, tokenize, mask.")
 app.add_typer(search_app, name="search", help="Full-text search over the built corpus: build the index, query it.")
 app.command("generate", help="Sample continuations from a checkpoint.")(generate)
+app.command("chat", help="Chat with a checkpoint in the terminal, with the python and search tools.")(chat)
 app.add_typer(preferences_app, name="preferences", help="Preference data for reward models.")
 app.command("rank", help="Rank sampled completions in the terminal.")(rank)
+app.add_typer(server_app, name="server", help="The Prefect server, a worker and the MLflow server on 127.0.0.1.")
+app.command("generate", help="Sample continuations from a checkpoint.")(generate)
+app.command("deploy", help="Register every flow as a Prefect deployment (prefect.yaml), runnable from the UI.")(deploy)
 app.add_typer(reward_app, name="reward", help="Reward models: preference sets from rankings, scores of replies.")
 
 
 def main() -> None:
-    app()
+    from fineforge.flows.runtime import stop_temporary_server
+
+    try:
+        app()
+    finally:
+        stop_temporary_server()
 
 
 if __name__ == "__main__":

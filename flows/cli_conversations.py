@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fineforge.flows.cli_data import read_config_file
-from fineforge.flows.cli_output import console, fail, validation_message
+from fineforge.flows.cli_config import command_config
+from fineforge.flows.cli_output import console, fail
 
 conversations_app = typer.Typer(no_args_is_help=True)
 
@@ -28,30 +28,23 @@ def build(
     vocab_dir: Path = typer.Option(None, help="Folder of published vocabulary files ($FINEFORGE_TOKENIZER_DIR)."),
 ) -> None:
     """Render, tokenize and mask conversations into <workdir>/conversations/<name>/ (see docs/conversations.md)."""
-    from pydantic import ValidationError
-
     from fineforge.model.chat import ChatFormatError
     from fineforge.model.tokenizer import TokenizerError
     from fineforge.tasks.conversations.config import ConversationsConfig
     from fineforge.tasks.conversations.job import CONVERSATIONS_STAGE, build_conversations, stage_tokenizer
 
-    values = read_config_file(config_file)
-    overrides = {"workdir": str(workdir) if workdir else None, "vocab_dir": str(vocab_dir) if vocab_dir else None}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = command_config(ConversationsConfig, config_file, {"workdir": workdir, "vocab_dir": vocab_dir})
     try:
-        config = ConversationsConfig.model_validate(values)
         tokenizer = stage_tokenizer(config)
-    except ValidationError as e:
-        fail(validation_message(e))
     except (TokenizerError, ChatFormatError) as e:
         fail(str(e))
 
-    stats = build_conversations(config, tokenizer)
-    if stats.get("skipped"):
+    output = build_conversations(config, tokenizer)
+    if output.skipped:
         console.print("skipped: already complete for these sources and settings")
-    console.print(stats_table(stats, f"{CONVERSATIONS_STAGE}/{config.name}"))
-    console.print(sources_table(stats["sources"]))
-    console.print(f"shards in {Path(config.workdir) / CONVERSATIONS_STAGE / config.name}")
+    console.print(stats_table(output.statistics, f"{CONVERSATIONS_STAGE}/{config.name}"))
+    console.print(sources_table(output.statistics["sources"]))
+    console.print(f"shards in {output.path}")
 
 
 def stats_table(stats: dict, title: str) -> Table:

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from fineforge.flows.cli_output import console, fail, validation_message
+from fineforge.flows.cli_config import command_config
+from fineforge.flows.cli_output import console, fail
 
 data_app = typer.Typer(no_args_is_help=True)
 
 
-def stats_table(stages: list[dict]) -> Table:
-    """Documents in/out of every stage and step, with the drops by reason."""
+def stats_table(outputs: list) -> Table:
+    """Documents in/out of every stage (StageOutput) and step, with the drops by reason."""
     table = Table(title="data build statistics")
     for column in ("dump", "stage / step", "in", "out", "dropped (by reason)"):
         table.add_column(column, justify="right" if column in ("in", "out") else "left")
-    for stats in stages:
-        skipped = " (skipped: already complete)" if stats.get("skipped") else ""
+    for output in outputs:
+        stats = output.statistics
+        skipped = " (skipped: already complete)" if output.skipped else ""
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.get("dropped", {}).items()) if v)
         table.add_row(stats["dump"], f"[bold]{stats['stage']}[/]{skipped}", str(stats.get("documents_in", "")),
                       str(stats.get("documents_out", "")), reasons)
@@ -43,28 +44,30 @@ def build(
     seed: int = typer.Option(None, help="Seed of the random sample."),
     source: str = typer.Option(None, help="https://data.commoncrawl.org (default) or s3://commoncrawl."),
     language: list[str] = typer.Option(None, "--language", "-l", help="Language to keep (repeatable); default en."),
+    sample_fraction: float = typer.Option(None, help="Also keep this fraction of the documents (by id hash) "
+                                          "in <workdir>/<dump>/sampled/."),
     spark_master: str = typer.Option(None, help="Spark master: local[*] (default), spark://..., k8s://..."),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not record an MLflow run."),
 ) -> None:
     """Build the FineWeb-style corpus: extract, filter, deduplicate and scrub WARC records on Spark."""
-    values = read_config_file(config_file)
-    options = {"input": input, "workdir": workdir, "dump": dump, "limit": limit, "sample": sample, "seed": seed,
-               "source": source}
-    values.update({k: v for k, v in options.items() if v is not None})
-    if language:
-        values.setdefault("filters", {}).setdefault("language", {})["languages"] = list(language)
-    if spark_master:
-        values.setdefault("spark", {})["master"] = spark_master
-    if no_mlflow:
-        values["mlflow"] = False
-    config = validated_config(values)
+    from fineforge.flows.data_build_config import DataBuildConfig
+
+    config = command_config(DataBuildConfig, config_file, {
+        "input": input, "workdir": workdir, "dump": dump, "limit": limit, "sample": sample, "seed": seed,
+        "source": source, "filters.language.languages": language, "sample_documents.fraction": sample_fraction,
+        "spark.master": spark_master, "mlflow": False if no_mlflow else None,
+    })
 
     from fineforge.flows.runtime import prepare_runtime
 
     prepare_runtime(config.workdir)
     from fineforge.flows.data_build import data_build
+    from fineforge.tasks.filter.warc_input import InputError
 
-    result = data_build(config)
+    try:
+        result = data_build(config)
+    except InputError as e:  # a remote input spec, resolved by the flow's first task
+        fail(str(e))
     console.print(stats_table(result["stages"]))
     for dump_name, path in result["outputs"].items():
         console.print(f"[bold]{dump_name}[/]: documents in {path}  (statistics: {path}/stats.json)")
@@ -75,61 +78,58 @@ def build(
 @data_app.command("schedule")
 def schedule(
     cron: str = typer.Option(..., help="When to rebuild, as a cron expression, e.g. '0 3 * * 0' (Sundays 03:00)."),
+    timezone: str = typer.Option("UTC", help="Time zone of the cron expression (IANA name, e.g. Europe/Berlin)."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the build."),
     input: str = typer.Option(None, "--input", "-i", help="WARC inputs (overrides the config's)."),
     workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root (overrides the config's)."),
     name: str = typer.Option("scheduled", help="Name of the Prefect deployment."),
 ) -> None:
-    """Serve `data_build` as a Prefect deployment that re-runs on a cron schedule (needs a Prefect server)."""
-    import os
+    """Register `data_build` as a Prefect deployment that re-runs on a cron schedule (needs `fineforge server`)."""
+    from fineforge.flows.data_build_config import DataBuildConfig
 
-    if not os.environ.get("PREFECT_API_URL"):
-        fail("schedules need a Prefect server: run `prefect server start` and set PREFECT_API_URL "
-             "(e.g. http://127.0.0.1:4200/api)")
-    values = read_config_file(config_file)
-    values.update({k: v for k, v in {"input": input, "workdir": workdir}.items() if v is not None})
-    config = validated_config(values)
-
-    from fineforge.flows.runtime import prepare_runtime
-
-    prepare_runtime(config.workdir)
-    from prefect.client.schemas.schedules import construct_schedule
+    config = command_config(DataBuildConfig, config_file, {"input": input, "workdir": workdir})
 
     from fineforge.flows.data_build import data_build
+    from fineforge.flows.deploy import DeployError, cron_schedule, schedule_flow
 
     try:
-        construct_schedule(cron=cron)
-    except ValueError:
-        fail(f"--cron: invalid cron expression {cron!r}")
-
-    data_build.serve(name=name, cron=cron, parameters={"config": config.model_dump(mode="json")})
-
-
-def read_config_file(path: Path | None) -> dict:
-    """The JSON config file's values ({} without one)."""
-    if path is None:
-        return {}
-    if not path.is_file():
-        fail(f"config file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        fail(f"config file {path} is not valid JSON: {e}")
-
-
-def validated_config(values: dict):
-    """A DataBuildConfig whose inputs exist, or one error line and exit 2 (before anything is written)."""
-    from pydantic import ValidationError
-
-    from fineforge.flows.data_build_config import DataBuildConfig
-    from fineforge.tasks.filter.warc_input import InputError, resolve_warc_inputs
-
-    try:
-        config = DataBuildConfig.model_validate(values)
-        resolve_warc_inputs(config.input, limit=config.limit, sample=config.sample, seed=config.seed,
-                            source=config.source)
-    except ValidationError as e:
-        fail(validation_message(e))
-    except InputError as e:
+        deployment_id = schedule_flow(data_build, name, {"config": config.model_dump(mode="json")},
+                                      cron_schedule(cron, timezone), Path.cwd())
+    except DeployError as e:
         fail(str(e))
-    return config
+    console.print(f"deployment data_build/{name} ({deployment_id}) runs on '{cron}' ({timezone}); a worker of "
+                  "the `fineforge` pool runs it (`fineforge server start` starts one)")
+
+@data_app.command("eval-extraction")
+def eval_extraction(
+    warc: list[Path] = typer.Option(..., help="WARC file(s) holding the labelled pages (repeatable)."),
+    labels: Path = typer.Option(..., help="Labels in trafilatura's format: {url: {with: [...], without: [...]}}."),
+    method: list[str] = typer.Option(None, "--method", "-m", help="Extraction method (repeatable); default all."),
+    no_fallbacks: bool = typer.Option(False, "--no-fallbacks", help="Also score trafilatura without fallbacks."),
+    split: str = typer.Option("all", help="Pages to report: all, tune or held-out (by URL hash)."),
+) -> None:
+    """Score extraction methods on labelled pages: precision, recall, F1 and CPU ms/page, side by side."""
+    from fineforge.tasks.filter.extraction import EXTRACTION_METHODS
+    from fineforge.tasks.filter.extraction_eval import SPLITS, evaluate, load_labelled_pages, results_table
+
+    methods = list(method or EXTRACTION_METHODS)
+    unknown = [m for m in methods if m not in EXTRACTION_METHODS]
+    if unknown:
+        fail(f"--method: unknown {', '.join(unknown)}; one of {', '.join(EXTRACTION_METHODS)}")
+    if split not in SPLITS:
+        fail(f"--split: unknown {split!r}; one of {', '.join(SPLITS)}")
+    for path, option in [*((w, "--warc") for w in warc), (labels, "--labels")]:
+        if not path.is_file():
+            fail(f"{option}: file not found: {path}")
+    pages, missing = load_labelled_pages(warc, labels)
+    if not pages:
+        fail(f"no labelled page of {labels} is in {', '.join(map(str, warc))}")
+    variants = [(m, True) for m in methods] + [(m, False) for m in methods if no_fallbacks and m != "resiliparse"]
+    results = [evaluate(pages, m, fallbacks)[split] for m, fallbacks in variants]
+    table = Table(title=f"extraction on {len(pages)} labelled pages ({split}; {missing} labelled URLs not in the WARC)")
+    header, *rows = results_table(results)
+    for column in header:
+        table.add_column(column, justify="left" if column in ("method", "split") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

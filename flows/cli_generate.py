@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -13,19 +14,63 @@ from fineforge.flows.cli_output import fail
 REPLACEMENT_CHAR = "\ufffd"  # what decoding shows for an incomplete UTF-8 sequence
 
 
+class TextStream:
+    """Text pieces of tokens as they arrive: a piece is held back while it ends inside a multi-byte character.
+
+    Once a piece is out, the tokens behind it are dropped (byte-level tokenizers decode a sequence as the
+    concatenation of its parts), so a long reply costs no more per token than a short one."""
+
+    def __init__(self, decode: Callable[[list[int]], str], context: Sequence[int] = ()) -> None:
+        self.decode = decode
+        self.ids = list(context)
+        self.shown = len(decode(self.ids)) if self.ids else 0
+
+    def feed(self, token: int) -> str:
+        """The new text once `token` is in ("" while a character is incomplete)."""
+        self.ids.append(token)
+        text = self.decode(self.ids)
+        if text.endswith(REPLACEMENT_CHAR):
+            return ""
+        piece = text[self.shown :]
+        self.ids, self.shown = [], 0
+        return piece
+
+    def flush(self) -> str:
+        """Whatever is held back (an incomplete character shows as the replacement character)."""
+        text = self.decode(self.ids)
+        piece, self.shown = text[self.shown :], len(text)
+        return piece
+
+
 def stream_text(decode, prompt: Sequence[int], tokens: Iterable[int]) -> Iterator[str]:
     """Text pieces as tokens arrive: a piece is held back while it ends inside a multi-byte character."""
-    ids = list(prompt)
-    shown = len(decode(ids))
+    stream = TextStream(decode, prompt)
     for token in tokens:
-        ids.append(token)
-        text = decode(ids)
-        if not text.endswith(REPLACEMENT_CHAR):
-            yield text[shown:]
-            shown = len(text)
-    text = decode(ids)
-    if len(text) > shown:
-        yield text[shown:]
+        piece = stream.feed(token)
+        if piece:
+            yield piece
+    rest = stream.flush()
+    if rest:
+        yield rest
+
+
+def load_checkpoint(checkpoint: Path, device: str, tokenizer_dir: Path | None) -> tuple[Any, dict, Any]:
+    """The model (eval mode), metadata and tokenizer of a checkpoint; a clear error line when one is missing."""
+    from fineforge.model.checkpoint import CheckpointError, load_model
+    from fineforge.model.tokenizer import TokenizerError, load_tokenizer
+
+    try:
+        model, meta = load_model(checkpoint, device=device)
+    except (CheckpointError, OSError) as e:
+        fail(str(e))
+    spec = (meta.get("tokenizer") or {}).get("spec")
+    if not spec:
+        fail(f"{checkpoint}: the checkpoint's metadata names no tokenizer")
+    try:
+        tokenizer = load_tokenizer(spec, tokenizer_dir)
+    except TokenizerError as e:
+        fail(str(e))
+    return model, meta, tokenizer
 
 
 def generate(
@@ -47,9 +92,7 @@ def generate(
                                        "$FINEFORGE_TOKENIZER_DIR)."),
 ) -> None:
     """Sample continuations from a checkpoint; the first sample streams as it is generated."""
-    from fineforge.model.checkpoint import CheckpointError, load_model
     from fineforge.model.engine import Engine, SamplingConfig
-    from fineforge.model.tokenizer import TokenizerError, load_tokenizer
 
     try:
         sampling = SamplingConfig(
@@ -58,17 +101,7 @@ def generate(
         )
     except ValueError as e:
         fail(str(e))
-    try:
-        model, meta = load_model(checkpoint, device=device)
-    except (CheckpointError, OSError) as e:
-        fail(str(e))
-    spec = (meta.get("tokenizer") or {}).get("spec")
-    if not spec:
-        fail(f"{checkpoint}: the checkpoint's metadata names no tokenizer")
-    try:
-        tokenizer = load_tokenizer(spec, tokenizer_dir)
-    except TokenizerError as e:
-        fail(str(e))
+    model, _, tokenizer = load_checkpoint(checkpoint, device, tokenizer_dir)
     if stop_at_eot:
         sampling.stop_tokens = (tokenizer.eot_id,)
     prompt_ids = tokenizer.encode(prompt) or [tokenizer.eot_id]

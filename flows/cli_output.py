@@ -17,6 +17,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def validation_message(error) -> str:
-    """A pydantic ValidationError as one line that names each bad field."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors()]
+    """A pydantic ValidationError as one line that names each bad field (a whole-config check names its fields
+    in its message)."""
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in error.errors()]
     return "invalid config: " + "; ".join(parts)

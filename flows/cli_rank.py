@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from fineforge.flows.cli_data import read_config_file
+from fineforge.flows.cli_config import merged_values, read_config_file
 from fineforge.flows.cli_output import console, fail, validation_message
 
 if TYPE_CHECKING:
@@ -45,12 +45,11 @@ def rank(
     from fineforge.tasks.preferences.sampling import CompletionSampler
     from fineforge.tasks.preferences.session import EmptyPromptsFile, run_session
 
-    values = read_config_file(config_file)
-    flags = {"checkpoint": checkpoint, "prompts": prompts, "dataset": dataset, "num_completions": num_completions,
-             "mode": mode, "judge": judge, "max_prompts": max_prompts, "device": device}
-    values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
-    sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-    values["sampling"] = {**values.get("sampling", {}), **{k: v for k, v in sampling.items() if v is not None}}
+    values = merged_values(read_config_file(config_file), {
+        "checkpoint": checkpoint, "prompts": prompts, "dataset": dataset, "num_completions": num_completions,
+        "mode": mode, "judge": judge, "max_prompts": max_prompts, "device": device,
+        "sampling.max_new_tokens": max_new_tokens, "sampling.temperature": temperature, "sampling.seed": seed,
+    })
     values["judge"] = values.get("judge") or getpass.getuser()  # the terminal has no form to type a name into
     try:
         config = RankingConfig.model_validate(values)

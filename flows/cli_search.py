@@ -78,8 +78,9 @@ def build(
     prepare_runtime(workdir)
     from fineforge.flows.search_index import search_index
 
-    stats = search_index(config)
-    skipped = " (skipped: already up to date)" if stats.get("skipped") else ""
+    output = search_index(config)
+    stats = output.statistics
+    skipped = " (skipped: already up to date)" if output.skipped else ""
     table = Table(title=f"search index {stats['dump']}/{stats['stage']}{skipped}")
     for column in ("dump", "documents", "passages", "empty", "this run"):
         table.add_column(column, justify="left" if column in ("dump", "this run") else "right")

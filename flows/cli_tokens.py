@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fineforge.flows.cli_output import console, fail, validation_message
-from fineforge.tasks.common.stage import SCRUBBED
+from fineforge.flows.cli_config import command_config
+from fineforge.flows.cli_output import console, fail
 
 tokens_app = typer.Typer(no_args_is_help=True)
 
@@ -18,87 +18,72 @@ SPECIAL_STYLE = "bold white on red"
 TRAINABLE_STYLES = ("black on bright_green", "black on green")  # conversation tokens with loss mask 1
 TRAINABLE_SPECIAL_STYLE = "bold white on dark_green"
 
-
-def default_inputs(workdir: Path) -> list[str]:
-    """The data build's output: every `<workdir>/<dump>/scrubbed/` folder."""
-    return sorted(str(p) for p in Path(workdir).glob(f"*/{SCRUBBED}") if p.is_dir())
+INPUT_HELP = "Parquet folder of documents (repeatable); default: every <workdir>/<dump>/scrubbed/."
+CONFIG_HELP = "JSON config file; options override it."
+SPARK_HELP = "Spark master: local[*] (default), spark://..., k8s://..."
 
 
 @tokens_app.command("train")
 def train(
-    output: Path = typer.Option(..., "--output", "-o", help="Where to save the tokenizer JSON file."),
-    input: list[Path] = typer.Option(None, "--input", "-i", help="Parquet folder of documents (repeatable); "
-                                     "default: every <workdir>/<dump>/scrubbed/."),
-    workdir: Path = typer.Option(Path("work"), "--workdir", "-w", help="Where the data build wrote its output."),
-    vocab_size: int = typer.Option(8192, help="Vocabulary size, special tokens included."),
+    output: Path = typer.Option(None, "--output", "-o", help="Where to save the tokenizer JSON file."),
+    input: list[Path] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
+    workdir: Path = typer.Option(None, "--workdir", "-w", help="Where the data build wrote its output (./work)."),
+    config_file: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    vocab_size: int = typer.Option(None, help="Vocabulary size, special tokens included (8192)."),
     sample_docs: int = typer.Option(None, help="Train on a random sample of N documents."),
     fraction: float = typer.Option(None, help="Train on a random fraction of the documents."),
-    val_fraction: float = typer.Option(0.01, help="Leave out the validation split (by id hash) of this fraction."),
-    seed: int = typer.Option(0, help="Seed of the random sample."),
-    spark_master: str = typer.Option("local[*]", help="Spark master: local[*], spark://..., k8s://..."),
+    val_fraction: float = typer.Option(None, help="Leave out the validation split (by id hash) of this fraction "
+                                       "(0.01)."),
+    seed: int = typer.Option(None, help="Seed of the random sample (0)."),
+    spark_master: str = typer.Option(None, help=SPARK_HELP),
 ) -> None:
     """Train a byte-level BPE tokenizer on a Spark sample of the corpus."""
     from fineforge.model.tokenizer import TokenizerError
-    from fineforge.tasks.common.spark import SparkConfig, spark_session
-    from fineforge.tasks.tokens.job import train_bpe_tokenizer
+    from fineforge.tasks.common.spark import spark_session
+    from fineforge.tasks.tokens.bpe import train_bpe_tokenizer
+    from fineforge.tasks.tokens.config import TokenizerTrainingConfig
 
-    inputs = [str(p) for p in input] if input else default_inputs(workdir)
-    missing = [p for p in inputs if not Path(p).exists()]
-    if not inputs or missing:
-        fail(f"input not found: {', '.join(missing) or f'no {workdir}/<dump>/{SCRUBBED}/ folders'}")
-    if fraction is not None and not 0 < fraction <= 1:
-        fail(f"--fraction must be in (0, 1], got {fraction}")
-    spark = spark_session(SparkConfig(master=spark_master))
+    config = command_config(TokenizerTrainingConfig, config_file, {
+        "output": output, "input": input, "workdir": workdir, "vocab_size": vocab_size, "sample_docs": sample_docs,
+        "fraction": fraction, "val_fraction": val_fraction, "seed": seed, "spark.master": spark_master,
+    })
     try:
-        tok = train_bpe_tokenizer(spark, inputs, vocab_size, output, sample_docs=sample_docs, fraction=fraction,
-                                  val_fraction=val_fraction, seed=seed)
+        tok = train_bpe_tokenizer(spark_session(config.spark), config)
     except TokenizerError as e:
         fail(str(e))
-    console.print(f"trained BPE tokenizer: {tok.vocab_size} tokens -> {output}")
+    console.print(f"trained BPE tokenizer: {tok.vocab_size} tokens -> {config.output}")
 
 
 @tokens_app.command("build")
 def build(
-    input: list[Path] = typer.Option(None, "--input", "-i", help="Parquet folder of documents (repeatable); "
-                                     "default: every <workdir>/<dump>/scrubbed/."),
-    workdir: Path = typer.Option(Path("work"), "--workdir", "-w", help="Shards go to <workdir>/tokens/<name>/."),
-    name: str = typer.Option("corpus", help="Name of the shard set."),
-    tokenizer: str = typer.Option("gpt2", "--tokenizer", "-t", help="bytes, gpt2, cl100k_base, o200k_base, "
+    input: list[Path] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
+    workdir: Path = typer.Option(None, "--workdir", "-w", help="Shards go to <workdir>/tokens/<name>/ (./work)."),
+    config_file: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    name: str = typer.Option(None, help="Name of the shard set (corpus)."),
+    tokenizer: str = typer.Option(None, "--tokenizer", "-t", help="bytes, gpt2 (default), cl100k_base, o200k_base, "
                                   "or a trained tokenizer .json file."),
     vocab_dir: Path = typer.Option(None, help="Folder of published vocabulary files ($FINEFORGE_TOKENIZER_DIR)."),
-    val_fraction: float = typer.Option(0.01, help="Share of documents (by id hash) in the validation split."),
-    shard_tokens: int = typer.Option(100_000_000, help="Tokens per shard."),
-    dtype: str = typer.Option("auto", help="Token dtype: auto, uint16 or uint32."),
-    spark_master: str = typer.Option("local[*]", help="Spark master: local[*], spark://..., k8s://..."),
+    val_fraction: float = typer.Option(None, help="Share of documents (by id hash) in the validation split (0.01)."),
+    shard_tokens: int = typer.Option(None, help="Tokens per shard (100,000,000)."),
+    dtype: str = typer.Option(None, help="Token dtype: auto (default), uint16 or uint32."),
+    spark_master: str = typer.Option(None, help=SPARK_HELP),
 ) -> None:
     """Tokenize the corpus into train/val shards (llm.c format) with the `tokenize` Prefect flow."""
-    from pydantic import ValidationError
+    from fineforge.tasks.tokens.config import TokenizeConfig
 
-    from fineforge.model.shards import ShardError
-    from fineforge.model.tokenizer import TokenizerError, load_tokenizer
-    from fineforge.tasks.tokens.job import TokenizeConfig, token_dtype
-
-    inputs = [str(p) for p in input] if input else default_inputs(workdir)
-    if not inputs:
-        fail(f"no input: pass --input or build the corpus into {workdir}/<dump>/{SCRUBBED}/ first")
-    try:
-        config = TokenizeConfig(input=inputs, workdir=str(workdir), name=name, tokenizer=tokenizer,
-                                vocab_dir=str(vocab_dir) if vocab_dir else None, val_fraction=val_fraction,
-                                shard_tokens=shard_tokens, dtype=dtype, spark={"master": spark_master})
-        token_dtype(load_tokenizer(config.tokenizer, config.vocab_dir).vocab_size, config.dtype)
-    except ValidationError as e:
-        fail(validation_message(e))
-    except (TokenizerError, ShardError) as e:
-        fail(str(e))
+    config = command_config(TokenizeConfig, config_file, {
+        "input": input, "workdir": workdir, "name": name, "tokenizer": tokenizer, "vocab_dir": vocab_dir,
+        "val_fraction": val_fraction, "shard_tokens": shard_tokens, "dtype": dtype, "spark.master": spark_master,
+    })
 
     from fineforge.flows.runtime import prepare_runtime
 
-    workdir.mkdir(parents=True, exist_ok=True)  # Prefect's home goes inside it
-    prepare_runtime(workdir)
+    prepare_runtime(Path(config.workdir))
     from fineforge.flows.tokens import tokenize
 
-    stats = tokenize(config)
-    table = Table(title=f"tokens/{name}" + (" (skipped: already complete)" if stats.get("skipped") else ""))
+    output = tokenize(config)
+    stats = output.statistics
+    table = Table(title=f"tokens/{config.name}" + (" (skipped: already complete)" if output.skipped else ""))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("documents_in", "documents_out", "documents_longer_than_shard", "tokens_train", "tokens_val",
@@ -107,7 +92,7 @@ def build(
     for reason, count in sorted(stats.get("dropped", {}).items()):
         table.add_row(f"dropped: {reason}", str(count))
     console.print(table)
-    console.print(f"shards in {Path(workdir) / 'tokens' / name}")
+    console.print(f"shards in {output.path}")
 
 
 @tokens_app.command("inspect")
@@ -123,7 +108,7 @@ def inspect(
     from fineforge.model import conversation_shards as conversations
     from fineforge.model.shards import ShardError, load_manifest, read_shard, shards_tokenizer
     from fineforge.model.tokenizer import TokenizerError
-    from fineforge.tasks.tokens.job import shard_directory, shard_statistics
+    from fineforge.tasks.tokens.inspection import shard_directory, shard_statistics
 
     if not path.exists():
         fail(f"{path} does not exist")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from fineforge.flows.cli_config import merged_values, read_config_file
 from fineforge.flows.cli_output import console, fail, validation_message
 
 if TYPE_CHECKING:
@@ -104,18 +105,10 @@ def reward_command(
 
 def trainer_values(config_file: Path | None, options: dict, settings: list[str] | None,
                    required: dict[str, str]) -> dict:
-    """A stage's fields from the config file, then the options given (paths as text), then the `--set`s; a
-    `required` field (name -> its option) given nowhere fails naming the option."""
-    values: dict = {}
-    if config_file is not None:
-        try:
-            values = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            fail(f"cannot read config file {config_file}: {e}")
-        if not isinstance(values, dict):
-            fail(f"config file {config_file}: expected a JSON object of trainer fields")
-    values.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None})
-    values.update(parse_settings(settings or []))
+    """A stage's fields from the config file, then the options given (paths as text), then the `--set`s (a
+    dotted name sets a nested field); a `required` field (name -> its option) given nowhere fails naming the
+    option."""
+    values = merged_values(read_config_file(config_file), {**options, **parse_settings(settings or [])})
     for name, flag in required.items():
         if name not in values:
             fail(f"{flag} is required (or {name!r} in the config file)")

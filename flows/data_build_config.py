@@ -1,14 +1,25 @@
-"""The one config of the data build flow (rendered by Prefect as the run form)."""
+"""The one config of the data build flow (rendered by Prefect as the run form).
+
+Its validators do every check that needs no work, so the CLI, a Prefect UI run, a schedule and the API fail
+alike, before anything is written, with one message naming the field: the input spec resolves to WARC files
+(a dump name or URL at a remote source is resolved by the flow's first task instead, as that needs the
+network), limit and sample exclude each other, the languages are labels of the language-ID model (in
+`FilterConfig`), and a sample is taken of a stage the build writes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic_core import PydanticCustomError
 
 from fineforge.tasks.common.spark import SparkConfig
-from fineforge.tasks.dedup.job import DedupConfig
-from fineforge.tasks.filter.config import FilterConfig
+from fineforge.tasks.dedup.config import DEDUPLICATED, DedupConfig
+from fineforge.tasks.filter.config import FILTERED, FilterConfig
+from fineforge.tasks.filter.warc_input import InputError, needs_network, resolve_warc_inputs
+from fineforge.tasks.sample.config import SampleConfig
+from fineforge.tasks.scrub.config import SCRUBBED, ScrubConfig
 
 
 class DataBuildConfig(BaseModel):
@@ -20,7 +31,7 @@ class DataBuildConfig(BaseModel):
         description="A folder or glob of WARC files, a text file listing WARC paths/URLs, "
         "or a CommonCrawl dump name such as CC-MAIN-2024-22."
     )
-    workdir: Path = Field(Path("work"), description="Output root: <workdir>/<dump>/<stage>/.")
+    workdir: Path = Field(Path("work"), description="Output root: each stage writes WORKDIR/DUMP/STAGE/.")
     dump: str = Field("local", description="Dump name for inputs whose path names none.")
     limit: PositiveInt | None = Field(None, description="Only the first N WARC files.")
     sample: PositiveInt | None = Field(None, description="A random sample of N WARC files.")
@@ -31,9 +42,38 @@ class DataBuildConfig(BaseModel):
     )
     filters: FilterConfig = Field(default_factory=FilterConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    scrub: ScrubConfig = Field(default_factory=ScrubConfig)
+    sample_documents: SampleConfig | None = Field(
+        None, description="Also keep a deterministic fraction of a stage's documents in WORKDIR/DUMP/sampled/."
+    )
     spark: SparkConfig = Field(default_factory=SparkConfig)
     mlflow: bool = Field(True, description="Track the build as an MLflow run.")
     mlflow_tracking_uri: str | None = Field(
         None, description="Defaults to $MLFLOW_TRACKING_URI, else a SQLite file in the work dir."
     )
     mlflow_experiment: str = "fineforge-data-build"
+
+    def stages(self) -> list[str]:
+        """The document stages this build writes per dump, in order."""
+        return [FILTERED, *([DEDUPLICATED] if self.dedup.active else []), SCRUBBED]
+
+    @model_validator(mode="after")
+    def _input_resolves(self) -> DataBuildConfig:
+        if self.limit is not None and self.sample is not None:
+            raise PydanticCustomError("input", "give either limit or sample, not both")
+        if not needs_network(self.input, self.source):
+            try:
+                resolve_warc_inputs(self.input, limit=self.limit, sample=self.sample, seed=self.seed,
+                                    source=self.source)
+            except InputError as e:
+                raise PydanticCustomError("input", str(e)) from e
+        return self
+
+    @model_validator(mode="after")
+    def _sampled_stage_is_built(self) -> DataBuildConfig:
+        if self.sample_documents is not None and self.sample_documents.input not in self.stages():
+            raise PydanticCustomError(
+                "sample_input", f"sample_documents.input: {self.sample_documents.input!r} is not a stage of this "
+                f"build ({', '.join(self.stages())})"
+            )
+        return self

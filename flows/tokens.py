@@ -1,18 +1,14 @@
 """The `tokenize` flow: Parquet documents -> llm.c token shards with a manifest, on Spark."""
 
-from __future__ import annotations
-
 from prefect import flow
-from prefect.artifacts import create_table_artifact
 
-from fineforge.tasks.common.stage import stats_rows
-from fineforge.tasks.tokens.job import TokenizeConfig, tokenize_stage
+from fineforge.tasks.common.stage import StageOutput
+from fineforge.tasks.common.stage_task import run_stage
+from fineforge.tasks.tokens.config import TokenizeConfig
+from fineforge.tasks.tokens.job import TokensStage
 
 
 @flow(name="tokenize", description="Tokenize the built corpus into train/val token shards (llm.c format).")
-def tokenize(config: TokenizeConfig) -> dict:
-    """Run the tokenize stage and publish its statistics as a Prefect artifact."""
-    stats = tokenize_stage(config)
-    create_table_artifact(stats_rows(stats), key="tokenize-stats",
-                          description="Documents in/out, drops by reason, tokens per split, shards.")
-    return stats
+def tokenize(config: TokenizeConfig) -> StageOutput:
+    """Run the tokens stage (its statistics become a Prefect table artifact)."""
+    return run_stage(TokensStage(config), config.workdir, config.spark)

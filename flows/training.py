@@ -6,9 +6,9 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact
 
-from fineforge.flows.runtime import tracking_uri
 from fineforge.model.tracking import TRACKING_URI_ENV, recorded_run, settle_run
 from fineforge.model.trainer import SUMMARY_FILE, TrainerConfig
+from fineforge.tasks.tracking import tracking_uri
 from fineforge.tasks.training.launch import LaunchConfig
 from fineforge.tasks.training.torchrun import torchrun_task
 

@@ -1,11 +1,19 @@
-"""Inference: sample continuations of a prompt from a GPT, with or without a KV cache, streaming tokens.
+"""Inference: sample from a GPT with a KV cache - different prompts in one batch, streamed, with tools.
 
-Several samples of one prompt run as one batch: the prompt is encoded once (batch 1) and its cache
-copied to every sample. A sample ends at a stop token (not emitted) or after `max_new_tokens`.
-When the context is full, it shifts: the oldest tokens are dropped, the newest `CONTEXT_KEEP` of the
-context are encoded again (rotary positions restart at 0), and generation goes on from there. Both paths
-see the same window at every step, so they produce the same tokens; the cached path pays for one
-re-encoding per shift instead of one per token.
+    engine = Engine(model, vocab_size=tokenizer.vocab_size)
+    # RL: B prompts x G samples, each row with its own budget, stop tokens and seed if wanted
+    requests = [Request(prompt) for prompt in prompts for _ in range(G)]
+    completions = engine.generate_batch(requests, SamplingConfig(temperature=1.0, seed=0), tools=loop)
+    for events in engine.stream_batch(requests, config):   # per step: RowEvent(row, tokens, ...)
+        ...
+    # one prompt, n samples (the first API, kept): lists of the step's token per sample
+    for step in engine.stream(prompt, SamplingConfig(num_samples=3)): ...
+
+Rows of different lengths share one batch through left padding with per-row rotary positions and an
+attention mask (`model/ragged_batch.py`); the loop that feeds, samples, stops, runs tools and shifts
+the context is `model/decoding.py`; the tool loop is `model/tool_loop.py`. A row ends at one of its stop
+tokens (not emitted), at its token budget (sampled and inserted tokens count), or inside a tool call that
+never closes.
 """
 
 from __future__ import annotations
@@ -16,16 +24,37 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fineforge.model.gpt import GPT, KVCache
+from fineforge.model.decoding import (
+    CONTEXT_KEEP,
+    LENGTH,
+    STOP,
+    UNCLOSED_TOOL_CALL,
+    BatchDecoder,
+    Completion,
+    DecodeSettings,
+    RowEvent,
+    RowState,
+    filter_logits,
+)
+from fineforge.model.gpt import GPT
+from fineforge.model.tool_loop import ToolLoop
+
+__all__ = [
+    "CONTEXT_KEEP", "LENGTH", "STOP", "UNCLOSED_TOOL_CALL", "Completion", "Engine", "Request", "RowEvent", "Sample",
+    "SamplingConfig", "filter_logits", "row_seed",
+]
 
 log = logging.getLogger(__name__)
 
-CONTEXT_KEEP = 0.5  # fraction of the context kept when it is full and shifts
+_MASK64 = 2**64 - 1
 
 
 @dataclass
 class SamplingConfig:
-    """How to sample. `temperature=0` is greedy decoding; `top_k` / `top_p` of None disable the filter."""
+    """How to sample. `temperature=0` is greedy decoding; `top_k` / `top_p` of None disable the filter.
+
+    `max_new_tokens` and `stop_tokens` are every row's unless a Request sets its own; `num_samples` is
+    for the one-prompt API (`stream` / `generate`); `seed` seeds row r with `row_seed(seed, r)`."""
 
     max_new_tokens: int = 256
     temperature: float = 1.0
@@ -50,6 +79,20 @@ class SamplingConfig:
         self.stop_tokens = tuple(int(t) for t in self.stop_tokens)
 
 
+@dataclass(frozen=True)
+class Request:
+    """One row of a batch: a prompt, and its own token budget, stop tokens and seed (None: the config's)."""
+
+    prompt: Sequence[int]
+    max_new_tokens: int | None = None
+    stop_tokens: Sequence[int] | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens is not None and self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+
+
 @dataclass
 class Sample:
     """One generated continuation; `stopped` tells whether it ended on a stop token."""
@@ -58,27 +101,12 @@ class Sample:
     stopped: bool
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Set to -inf every logit outside the top-k tokens and outside the smallest set of probability >= top_p."""
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        # drop a token when the tokens ranked above it already reach top_p (the first one always stays)
-        drop_sorted = probs.cumsum(dim=-1) - probs >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-def sample_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
-    """Next token ids (B,) from last-position logits (B, V)."""
-    if config.temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = filter_logits(logits.float() / config.temperature, config.top_k, config.top_p)
-    return torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator).squeeze(-1)
+def row_seed(seed: int, row: int) -> int:
+    """The seed of row `row` of a batch seeded with `seed` (splitmix64 of both: distinct rows, distinct streams)."""
+    z = (seed * 0x9E3779B97F4A7C15 + (row + 1) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) >> 1  # torch seeds are signed 64-bit
 
 
 class Engine:
@@ -107,64 +135,56 @@ class Engine:
             prompt = prompt[-block:]
         return prompt
 
-    def _logits(self, seq: torch.Tensor, start: int, cache: KVCache | None, new: int) -> tuple[torch.Tensor, int]:
-        """Last-position logits of seq (B, L) seen from position `start`, whose last `new` tokens the cache has
-        not seen yet; returns them with the window's start, moved forward when the context is full."""
-        block = self.model.config.block_size
-        if seq.shape[1] - start > block:
-            start = seq.shape[1] - max(1, int(block * CONTEXT_KEEP))
-            if cache is not None:
-                cache.reset()
-                new = seq.shape[1] - start
-        with torch.inference_mode():
-            if cache is None:
-                logits, _ = self.model(seq[:, start:], last_only=True)
-            else:
-                logits, _ = self.model(seq[:, -new:], kv_cache=cache, last_only=True)
-        return logits[:, -1, : self.vocab_size], start
+    def _row(self, index: int, request: Request, config: SamplingConfig, tools: ToolLoop | None) -> RowState:
+        generator = torch.Generator(device=self.device)
+        if request.seed is not None:
+            generator.manual_seed(request.seed)
+        elif config.seed is not None:
+            generator.manual_seed(row_seed(config.seed, index))
+        else:
+            generator.seed()
+        budget = config.max_new_tokens if request.max_new_tokens is None else request.max_new_tokens
+        stop = config.stop_tokens if request.stop_tokens is None else request.stop_tokens
+        watcher = tools.watch() if tools is not None else None
+        return RowState(index, self._check_prompt(request.prompt), budget, frozenset(int(t) for t in stop),
+                        generator, watcher)
+
+    def _decoder(self, requests: Sequence[Request], config: SamplingConfig, tools: ToolLoop | None) -> BatchDecoder:
+        if not requests:
+            raise ValueError("no requests to generate for")
+        rows = [self._row(i, request, config, tools) for i, request in enumerate(requests)]
+        self.model.eval()
+        settings = DecodeSettings(config.temperature, config.top_k, config.top_p, config.use_kv_cache)
+        return BatchDecoder(self.model, self.vocab_size, rows, settings, tools)
+
+    def stream_batch(
+        self, requests: Sequence[Request], config: SamplingConfig, tools: ToolLoop | None = None
+    ) -> Iterator[list[RowEvent]]:
+        """Yield, step by step, the events of the rows that changed (row r is `requests[r]`). Requests are
+        checked before anything runs."""
+        return self._decoder(requests, config, tools).run()
+
+    def generate_batch(
+        self, requests: Sequence[Request], config: SamplingConfig, tools: ToolLoop | None = None
+    ) -> list[Completion]:
+        """Run every request to its end; one Completion per request, in order."""
+        decoder = self._decoder(requests, config, tools)
+        for _ in decoder.run():
+            pass
+        return [row.completion() for row in decoder.rows]
 
     def stream(self, prompt: Sequence[int], config: SamplingConfig) -> Iterator[list[int | None]]:
-        """Yield, at every step, the new token of each sample (None for a sample that has ended)."""
-        prompt = self._check_prompt(prompt)
-        n = config.num_samples
-        self.model.eval()
-        generator = torch.Generator(device=self.device)
-        if config.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(config.seed)
-        seq = torch.tensor([prompt], dtype=torch.long, device=self.device)
-        cache = None
-        if config.use_kv_cache:
-            with torch.inference_mode():
-                cache = self.model.new_kv_cache(batch_size=1)
-        # the prompt is encoded once (batch 1), then its logits and cache are copied to every sample
-        logits, start = self._logits(seq, 0, cache, new=seq.shape[1])
-        if cache is not None:
-            with torch.inference_mode():
-                cache.expand(n)
-        logits = logits.expand(n, -1)
-        seq = seq.expand(n, -1)
-        stop = torch.tensor(config.stop_tokens, dtype=torch.long, device=self.device)
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
-        for step in range(config.max_new_tokens):
-            if step:
-                logits, start = self._logits(seq, start, cache, new=1)
-            token = sample_next(logits, config, generator)
-            ended = done | torch.isin(token, stop)
-            yield [None if e else t for e, t in zip(ended.tolist(), token.tolist(), strict=True)]
-            done = ended
-            if bool(done.all()):
-                return
-            seq = torch.cat([seq, token[:, None]], dim=1)
+        """One prompt, `num_samples` samples: yield at every step the new token of each sample (None for a
+        sample that has ended)."""
+        events = self.stream_batch([Request(prompt)] * config.num_samples, config)
+        for step_events in events:
+            step: list[int | None] = [None] * config.num_samples
+            for event in step_events:
+                if event.tokens:
+                    step[event.row] = event.tokens[0]
+            yield step
 
     def generate(self, prompt: Sequence[int], config: SamplingConfig) -> list[Sample]:
-        """Run `stream` to the end; one Sample per requested sample."""
-        samples = [Sample(tokens=[], stopped=False) for _ in range(config.num_samples)]
-        for step in self.stream(prompt, config):
-            for sample, token in zip(samples, step, strict=True):
-                if token is not None:
-                    sample.tokens.append(token)
-                elif not sample.stopped:
-                    sample.stopped = True
-        return samples
+        """One prompt, `num_samples` samples, run to the end."""
+        completions = self.generate_batch([Request(prompt)] * config.num_samples, config)
+        return [Sample(c.tokens, c.stopped) for c in completions]

@@ -190,7 +190,12 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, C = x.shape
         kv_width = self.n_kv_head * self.head_dim
@@ -204,7 +209,9 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             start = kv_cache.pos
             k, v = kv_cache.update(self.layer, k, v)
-        if start == 0:
+        if attn_mask is not None:
+            mask, causal = attn_mask, False  # the caller's (rows of different lengths in one batch)
+        elif start == 0:
             mask, causal = None, True  # the usual square causal mask
         elif T == 1:
             mask, causal = None, False  # one new query sees every cached key
@@ -245,9 +252,14 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cos, sin, kv_cache)
+        x = x + self.attn(self.ln_1(x), cos, sin, kv_cache, attn_mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -288,14 +300,21 @@ class GPT(nn.Module):
         loss_mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         last_only: bool = False,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) — (B, 1, V) with `last_only` — and the mean next-token loss when targets are given.
 
         Targets equal to -1 are ignored; `loss_mask` (B, T, 0/1) further restricts the loss to the
         positions where it is 1 (e.g. the assistant's tokens in SFT). With `kv_cache`, idx holds only
         the new tokens and the cache supplies (and receives) the earlier keys and values.
+
+        Rows of different lengths in one batch (inference) pass `positions` (B, T), each token's rotary
+        position in its own row, and `attn_mask` (B, 1, T, S) of the keys each query may see (True: seen),
+        S counting the cached positions too; without them positions count from the cache's start and
+        attention is causal.
         """
-        x = self.hidden_states(idx, kv_cache)
+        x = self.hidden_states(idx, kv_cache, positions, attn_mask)
         if last_only:
             x = x[:, -1:, :]
         logits = self.lm_head(x)
@@ -314,19 +333,28 @@ class GPT(nn.Module):
         loss = (losses * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
 
-    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        kv_cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The final normalised hidden states (B, T, C) that the language head projects onto the vocabulary;
-        a scalar head (the reward model) reads them instead of the logits. `kv_cache` as in `forward`."""
+        a scalar head (the reward model) reads them instead of the logits. The arguments as in `forward`."""
         T = idx.shape[1]
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(
                 f"sequence of {start + T} positions exceeds the model's context of {self.config.block_size}"
             )
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        if positions is None:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        else:  # (B, 1, T, head_dim / 2): broadcast over heads
+            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         x = self.drop(self.wte(idx))
         for block in self.blocks:
-            x = block(x, cos, sin, kv_cache)
+            x = block(x, cos, sin, kv_cache, attn_mask)
         if kv_cache is not None:
             kv_cache.advance(T)
         return self.ln_f(x)

@@ -131,6 +131,16 @@ class Tracker:
         self._monitor = SystemMetricsMonitor(self.run_id, resume_logging=resumed, tracking_uri=uri)
         self._monitor.start()
 
+    def _last_system_sample(self) -> None:
+        """One closing sample of the system metrics, so a run shorter than the sampling interval has some."""
+        monitor = self._monitor
+        try:
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception as error:  # system metrics are best effort: never fail a finished run over them
+            log.warning("last system metrics sample not logged: %s", error)
+
     def event(self, kind: str, **fields: Any) -> None:
         """One line of the JSONL log."""
         if self.enabled:
@@ -191,6 +201,7 @@ class Tracker:
             return
         if self._monitor is not None:
             self._monitor.finish()
+            self._last_system_sample()
         self.client.log_artifact(self.run_id, str(self.run_dir / METRICS_FILE))
         self.client.set_terminated(self.run_id, status=status)
 

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from warcio.archiveiterator import ArchiveIterator
 
 from fineforge.tasks.common.documents import DOCUMENT_SCHEMA
-from fineforge.tasks.common.stage import SCRUBBED, STATS_FILE
+from fineforge.tasks.common.stage import STATS_FILE
+from fineforge.tasks.scrub.config import SCRUBBED
 from testkit.token_corpus import real_documents
 
 WET_FILES = {

@@ -22,6 +22,25 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
 
+# Prefect binds its console log handler to the sys.stderr of the moment it is first imported. Imported here, that
+# is pytest's stream for the whole run; imported inside a CliRunner call, it would be that call's stream, closed
+# when the call returns, and every later Prefect log line would print a "Logging error" traceback.
+import prefect.main  # noqa: E402, F401  (prefect.main sets up its logging)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `slow` (real services, a browser) run last, never skipped: the quick ones report first."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_temporary_server_stopped_in_time():
+    """Stop Prefect's temporary API before pytest closes its captured streams (else a logging traceback at exit)."""
+    yield
+    from fineforge.flows.runtime import stop_temporary_server
+
+    stop_temporary_server()
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
@@ -74,3 +93,33 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tool_caller():
+    """A tiny chat model trained in seconds to call the python and search tools (testkit/tool_caller.py),
+    with its bytes tokenizer; shared by the engine, tool loop and chat tests."""
+    import torch
+
+    from testkit.tool_caller import train_tool_caller
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_tool_caller()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def search_workdir(shared_data, tmp_path_factory) -> Path:
+    """A work dir with the search index of one real CommonCrawl page (the Aragonese Wikipedia's Escopete)."""
+    from fineforge.tasks.search.config import SearchIndexConfig
+    from fineforge.tasks.search.job import build_search_index
+    from testkit.search_corpus import WET_FILES, wet_documents, write_dump
+
+    workdir = tmp_path_factory.mktemp("search-work")
+    dump = "CC-MAIN-2024-22"
+    write_dump(workdir, dump, wet_documents(shared_data / "warc" / WET_FILES[dump]))
+    build_search_index(workdir, SearchIndexConfig(workdir=str(workdir)))
+    return workdir

@@ -7,12 +7,10 @@ each step's own `.stats`. The statistics travel back to the driver as plain dict
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from datatrove.data import Document
-
-from fineforge.tasks.common.stage import merge_counts
 
 # datatrove's per-document counters (datatrove.utils.typeshelper.StatHints).
 TOTAL, FORWARDED, DROPPED = "total", "forwarded", "dropped"
@@ -20,7 +18,7 @@ DROPPED_PREFIX = "dropped_"
 # Extractor failures that datatrove counts but does not add to "dropped".
 EXTRACTOR_FAILURES = ("timeout", "broken_process", "clean_error")
 # Drop reason of filters that return a bare False (e.g. LanguageFilter), per step name.
-UNNAMED_DROP_REASON = {"trafilatura": "no_text", "language": "below_threshold"}
+UNNAMED_DROP_REASON = {"trafilatura": "no_text", "extraction": "no_text", "language": "below_threshold"}
 DEFAULT_UNNAMED_DROP_REASON = "unspecified"
 # Non-count metrics of datatrove's stats that are not carried over.
 IGNORED_METRICS = {"doc_len_tokens", "batches"}
@@ -73,22 +71,9 @@ def step_statistics(step: Any, name: str) -> dict[str, Any]:
     return result
 
 
-def pipeline_statistics(steps: Iterable[Any], name_of: Callable[[Any], str]) -> list[dict[str, Any]]:
-    """Statistics of every step, in pipeline order."""
-    return [step_statistics(step, name_of(step)) for step in steps]
-
-
-def merge_step_statistics(per_task: Iterable[list[Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """Sum the per-step statistics of several tasks, keeping pipeline order."""
-    order: list[str] = []
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
-    for steps in per_task:
-        for step in steps:
-            if step["name"] not in grouped:
-                order.append(step["name"])
-                grouped[step["name"]] = []
-            grouped[step["name"]].append({key: value for key, value in step.items() if key != "name"})
-    return [{"name": name, **merge_counts(grouped[name])} for name in order]
+def pipeline_statistics(steps: Iterable[Any]) -> list[dict[str, Any]]:
+    """Statistics of every step, in pipeline order, under the steps' short names (`step_name`)."""
+    return [step_statistics(step, step_name(step)) for step in steps]
 
 
 def dropped_by_reason(steps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -99,3 +84,22 @@ def dropped_by_reason(steps: Iterable[Mapping[str, Any]]) -> dict[str, int]:
             if key.startswith(DROPPED_PREFIX) and value:
                 dropped[f"{step['name']}/{key[len(DROPPED_PREFIX) :]}"] = int(value)
     return dropped
+
+
+def step_name(step: Any) -> str:
+    """The short, stable name of a datatrove step used in statistics (e.g. `gopher_rep`)."""
+    return STEP_NAMES.get(type(step).__name__, type(step).__name__)
+
+
+# Statistics names of the steps (prefixes of the drop reasons, e.g. `gopher_rep/dup_line_frac`).
+STEP_NAMES = {
+    "URLFilter": "url",
+    "Trafilatura": "trafilatura",
+    "MainTextExtractor": "extraction",
+    "LanguageFilter": "language",
+    "GopherRepetitionFilter": "gopher_rep",
+    "GopherQualityFilter": "gopher_qual",
+    "C4QualityFilter": "c4",
+    "FineWebQualityFilter": "fineweb_qual",
+    "PIIFormatter": "pii",
+}

@@ -1,16 +1,24 @@
-"""The Parquet schema of the data build's documents, and a part-file writer that streams in batches."""
+"""The documents of the data build on disk: one Parquet schema, the one writer that enforces it, and readers.
+
+Every document stage writes part files through `PartWriter` (from rows or from Arrow batches), so every
+Parquet file under `<workdir>/<dump>/<stage>/` has exactly `DOCUMENT_SCHEMA`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
-# One fixed schema for every document stage (filtered, scrubbed, ...).
+# One fixed schema for every document stage (filtered, deduplicated, scrubbed, sampled).
 DOCUMENT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False, metadata={"doc": "WARC-Record-ID of the response"}),
@@ -26,10 +34,39 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("text_length", pa.int64(), metadata={"doc": "characters of text"}),
     ]
 )
+TEXT_LENGTH = "text_length"  # derived from the text by the writer, never taken from the input
 # Rows buffered before a record batch is written to a part file.
 PARQUET_BATCH_ROWS = 512
 PARQUET_COMPRESSION = "zstd"
-_METADATA_COLUMNS = [name for name in DOCUMENT_SCHEMA.names if name not in ("id", "text", "text_length")]
+PARQUET_SUFFIX = ".parquet"
+_METADATA_COLUMNS = [name for name in DOCUMENT_SCHEMA.names if name not in ("id", "text", TEXT_LENGTH)]
+
+
+class SchemaError(ValueError):
+    """Documents that cannot be written with DOCUMENT_SCHEMA (a required column missing or null, a wrong type)."""
+
+
+def part_file_name(index: int) -> str:
+    """The Parquet part file of task (or partition) `index`."""
+    return f"part-{index:05d}{PARQUET_SUFFIX}"
+
+
+def parquet_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Every Parquet file of the inputs (folders searched recursively, hidden files left out), sorted."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_file():
+            files.append(path)
+        else:
+            files += sorted(p for p in path.rglob(f"*{PARQUET_SUFFIX}") if not p.name.startswith("."))
+    return files
+
+
+def hash_below(key: str, fraction: float) -> bool:
+    """Whether the sha1 of `key`, read as a number in [0, 1), is below `fraction`: a stable `fraction` share of keys."""
+    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") < fraction * 2**64
 
 
 def document_row(document: Document, dump: str | None = None) -> dict[str, Any]:
@@ -48,7 +85,7 @@ def document_row(document: Document, dump: str | None = None) -> dict[str, Any]:
 
 def row_document(row: Mapping[str, Any]) -> Document:
     """A row of DOCUMENT_SCHEMA as a datatrove Document (metadata = every other column)."""
-    metadata = {key: value for key, value in row.items() if key not in ("id", "text", "text_length")}
+    metadata = {key: value for key, value in row.items() if key not in ("id", "text", TEXT_LENGTH)}
     return Document(text=row["text"], id=row["id"], metadata=metadata)
 
 
@@ -60,35 +97,75 @@ def read_documents(path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator
             yield row_document(row)
 
 
-class PartWriter:
-    """Writes rows of DOCUMENT_SCHEMA into one Parquet part file, a record batch at a time.
+def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The rows of `batch` with exactly DOCUMENT_SCHEMA: columns cast to their types, missing nullable columns
+    as nulls, other columns left out, text_length computed from the text. SchemaError names what does not fit."""
+    columns = []
+    for field in DOCUMENT_SCHEMA:
+        if field.name == TEXT_LENGTH:
+            column = pc.cast(pc.utf8_length(columns[DOCUMENT_SCHEMA.get_field_index("text")]), field.type)
+        elif field.name in batch.schema.names:
+            try:
+                column = pc.cast(batch.column(field.name), field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise SchemaError(f"column {field.name!r} is not {field.type}: {e}") from e
+        elif field.nullable:
+            column = pa.nulls(batch.num_rows, field.type)
+        else:
+            raise SchemaError(f"documents lack the column {field.name!r} (columns: {batch.schema.names})")
+        if not field.nullable and column.null_count:
+            raise SchemaError(f"column {field.name!r} holds {column.null_count} nulls")
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=DOCUMENT_SCHEMA)
 
-    The file always exists after `close()`, empty when no row was written, so every task leaves a part.
+
+class PartWriter:
+    """Writes documents into one Parquet part file with DOCUMENT_SCHEMA (`conform`), from rows or Arrow batches.
+
+    The file is written under a hidden temporary name and renamed into place by `close()`, so a part file
+    exists only complete; it exists even when no row was written, so every task leaves a part. After an
+    error inside `with`, the temporary file is removed.
     """
 
     def __init__(self, path: Path, batch_rows: int = PARQUET_BATCH_ROWS):
         self.path = Path(path)
         self.batch_rows = batch_rows
         self.rows = 0
+        self.bytes = 0
         self._buffer: list[dict[str, Any]] = []
-        self._writer = pq.ParquetWriter(self.path, DOCUMENT_SCHEMA, compression=PARQUET_COMPRESSION)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._writer = pq.ParquetWriter(self._tmp, DOCUMENT_SCHEMA, compression=PARQUET_COMPRESSION)
 
     def write(self, row: dict[str, Any]) -> None:
+        """Buffer one row (a dict of DOCUMENT_SCHEMA's columns); written a batch at a time."""
         self._buffer.append(row)
         if len(self._buffer) >= self.batch_rows:
             self._flush()
 
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        """Write Arrow rows (after the buffered ones)."""
+        self._flush()
+        if batch.num_rows:
+            self._writer.write_batch(conform(batch))
+            self.rows += batch.num_rows
+
     def _flush(self) -> None:
         if self._buffer:
-            self._writer.write_batch(pa.RecordBatch.from_pylist(self._buffer, schema=DOCUMENT_SCHEMA))
-            self.rows += len(self._buffer)
-            self._buffer = []
+            rows, self._buffer = self._buffer, []
+            self.write_batch(pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA))
 
     def close(self) -> int:
-        """Flush, close, and return the file's size in bytes."""
+        """Flush, close, rename into place, and return the file's size in bytes."""
         self._flush()
         self._writer.close()
-        return self.path.stat().st_size
+        os.replace(self._tmp, self.path)
+        self.bytes = self.path.stat().st_size
+        return self.bytes
+
+    def abort(self) -> None:
+        """Close and remove the unfinished file."""
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> PartWriter:
         return self
@@ -97,4 +174,4 @@ class PartWriter:
         if exc_type is None:
             self.close()
         else:
-            self._writer.close()
+            self.abort()

@@ -1,7 +1,16 @@
-"""The on-disk contract of a data stage: `<workdir>/<dump>/<stage>/` written atomically with `stats.json`.
+"""The stage contract: what a data stage is, where its output lives, and how that output is written.
 
-A stage writes into a temporary sibling folder, then renames it into place. A stage whose complete
-output exists with the same fingerprint (inputs + config) is skipped.
+A stage (filter, dedup, scrub, sample, tokens, ...) is an object with
+- `name`: its output folder, e.g. `filtered`;
+- `group`: the folder above it, e.g. a dump `CC-MAIN-2024-22`, `all-dumps` or `tokens`;
+- `fingerprint_parts()`: what decides its output (its config, the identity of its inputs);
+- `run(spark, output_dir)`: the work, writing into `output_dir` and returning statistics.
+
+`execute_stage` runs it as `<workdir>/<group>/<name>/`: skipped when that folder already holds a complete
+output with the same fingerprint; otherwise written into a temporary sibling `.<name>.tmp-<id>` that is
+renamed into place, with `stats.json`, when complete. Temporary folders left by a killed run are removed by
+the next run of the same stage. The result is a `StageOutput` (path, fingerprint, statistics): what flows
+hand from one stage to the next.
 """
 
 from __future__ import annotations
@@ -13,16 +22,68 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 log = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"
-# The data build's stages, in order; the last one is the corpus that tokenization reads.
-FILTERED, DEDUPLICATED, SCRUBBED = "filtered", "deduplicated", "scrubbed"
+# Marks of the sibling folders of `<name>`: being written, and replaced (removed after the rename).
+TMP_MARK, OLD_MARK = "tmp", "old"
+
+
+class Stage(Protocol):
+    """A data stage: see the module's docstring."""
+
+    name: str
+    group: str
+
+    def fingerprint_parts(self) -> list[Any]:
+        """JSON-able parts that decide the output: the config, and the identity of the inputs."""
+        ...
+
+    def run(self, spark, output_dir: Path) -> dict[str, Any]:
+        """Write the output into `output_dir`; return the statistics (documents_in, documents_out, dropped...)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """A stage's complete output: its folder, its fingerprint and its statistics (the content of stats.json)."""
+
+    path: Path
+    fingerprint: str
+    statistics: dict[str, Any]
+    skipped: bool = False  # True when this run found it complete and did not redo it
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def group(self) -> str:
+        return self.path.parent.name
+
+
+@dataclass(frozen=True)
+class ConfiguredStage:
+    """The common shape of a stage whose output is decided by its config and its inputs (upstream outputs, or
+    files): subclasses set `name`, narrow the types of `config` and `inputs`, and write `run`."""
+
+    config: Any  # a pydantic model
+    inputs: list[Any]
+    group: str
+    name: ClassVar[str]
+
+    def fingerprint_parts(self) -> list[Any]:
+        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
+
+
+def stage_path(workdir: str | Path, group: str, name: str) -> Path:
+    """Where a stage's output lives: `<workdir>/<group>/<name>`."""
+    return Path(workdir) / group / name
 
 
 def fingerprint(*parts: Any) -> str:
@@ -43,103 +104,77 @@ def file_identity(paths: Iterable[str | Path]) -> list[list]:
     return identity
 
 
-def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    """Sum several {name: count} mappings."""
-    total: dict[str, int] = {}
-    for one in counts:
-        for key, value in one.items():
-            total[key] = total.get(key, 0) + value
-    return total
+def input_identity(inputs: Iterable[StageOutput | str | Path]) -> list:
+    """The identity of a stage's inputs: an upstream stage's fingerprint, or a file's `file_identity`."""
+    return [item.fingerprint if isinstance(item, StageOutput) else file_identity([item])[0] for item in inputs]
 
 
-@dataclass
-class Stage:
-    """One stage's output folder under `<workdir>/<dump>/<name>`."""
-
-    workdir: Path
-    dump: str
-    name: str
-    fingerprint: str
-    started: float = field(default_factory=time.time)
-
-    @property
-    def path(self) -> Path:
-        return Path(self.workdir) / self.dump / self.name
-
-    def completed_stats(self) -> dict | None:
-        """The stats of a complete earlier run with the same fingerprint, else None."""
-        stats_path = self.path / STATS_FILE
-        if not stats_path.is_file():
-            return None
-        stats = json.loads(stats_path.read_text())
-        return stats if stats.get("fingerprint") == self.fingerprint else None
-
-    def begin(self) -> Path:
-        """A fresh temporary folder path (not yet created) to write the stage's output into."""
-        self.started = time.time()
-        tmp = self.path.parent / f".{self.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = tmp
-        return tmp
-
-    def commit(self, stats: dict) -> dict:
-        """Write stats.json into the temporary folder and rename it into place; return the stats."""
-        tmp: Path = self._tmp
-        tmp.mkdir(parents=True, exist_ok=True)
-        stats = {
-            "stage": self.name,
-            "dump": self.dump,
-            "fingerprint": self.fingerprint,
-            "seconds": round(time.time() - self.started, 3),
-            **stats,
-        }
-        (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2, sort_keys=True))
-        if self.path.exists():
-            old = self.path.parent / f".{self.name}.old-{uuid.uuid4().hex[:8]}"
-            self.path.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
-        tmp.rename(self.path)
-        log.info("stage %s complete: %s", self.name, self.path)
-        return stats
-
-    def abort(self) -> None:
-        """Remove the temporary folder of a failed run."""
-        tmp = getattr(self, "_tmp", None)
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+def completed_output(path: str | Path) -> StageOutput | None:
+    """The complete output in the stage folder `path` (its stats.json), else None."""
+    stats_path = Path(path) / STATS_FILE
+    if not stats_path.is_file():
+        return None
+    statistics = json.loads(stats_path.read_text())
+    return StageOutput(Path(path), statistics.get("fingerprint", ""), statistics)
 
 
-def stats_rows(stats: dict) -> list[dict]:
-    """Flatten a stage's stats into table rows (dump, stage, step, metric, value) for artifacts and MLflow."""
-    where = {"dump": stats.get("dump", ""), "stage": stats.get("stage", "")}
-    rows = [
-        {**where, "step": "", "metric": key, "value": value}
-        for key, value in sorted(stats.items())
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    ]
-    for step in stats.get("steps", []):
-        rows += [{**where, "step": step["name"], "metric": k, "value": v} for k, v in step.items() if k != "name"]
-    for reason, value in sorted(stats.get("dropped", {}).items()):
-        rows.append({**where, "step": "", "metric": f"dropped/{reason}", "value": value})
-    return rows
+def load_output(workdir: str | Path, group: str, name: str) -> StageOutput:
+    """The complete output of an earlier run, as the input of a stage run on its own; FileNotFoundError if none."""
+    path = stage_path(workdir, group, name)
+    output = completed_output(path)
+    if output is None:
+        raise FileNotFoundError(f"no complete stage output at {path} (no {STATS_FILE})")
+    return output
 
 
-def run_stage(workdir: Path, dump: str, name: str, fingerprint_parts: list, work) -> dict:
-    """Run `work(output_dir) -> stats` as the stage `<workdir>/<dump>/<name>`, atomically.
+def _sibling(path: Path, mark: str) -> Path:
+    return path.parent / f".{path.name}.{mark}-{uuid.uuid4().hex[:8]}"
 
-    Skipped (returning the earlier stats with "skipped": True) when a complete output with the same
-    fingerprint exists. Stats should hold documents_in, documents_out, dropped {reason: n} and, per
-    step, a list "steps" of {"name", ...counts}.
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Remove the temporary folders that killed runs of the stage at `path` left beside it; return them."""
+    leftovers = [p for mark in (TMP_MARK, OLD_MARK) for p in path.parent.glob(f".{path.name}.{mark}-*")]
+    for leftover in leftovers:
+        log.info("removing the leftover of an interrupted run: %s", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
+    return leftovers
+
+
+def _commit(tmp: Path, path: Path, statistics: dict[str, Any]) -> None:
+    """Write stats.json into `tmp` and rename it to `path`, replacing an older output."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / STATS_FILE).write_text(json.dumps(statistics, indent=2, sort_keys=True))
+    old = None
+    if path.exists():
+        old = _sibling(path, OLD_MARK)
+        path.rename(old)
+    tmp.rename(path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def execute_stage(stage: Stage, workdir: str | Path, spark=None) -> StageOutput:
+    """Run `stage` as `<workdir>/<group>/<name>/`, atomically; skipped when complete for the same fingerprint.
+
+    The statistics in stats.json are the stage's own plus stage, dump (the group), fingerprint and seconds.
     """
-    stage = Stage(Path(workdir), dump, name, fingerprint(*fingerprint_parts))
-    done = stage.completed_stats()
-    if done is not None:
-        log.info("stage %s already complete for these inputs and config: %s", name, stage.path)
-        return {**done, "skipped": True}
-    output_dir = stage.begin()
+    path = stage_path(workdir, stage.group, stage.name)
+    remove_leftovers(path)
+    stage_fingerprint = fingerprint(*stage.fingerprint_parts())
+    done = completed_output(path)
+    if done is not None and done.fingerprint == stage_fingerprint:
+        log.info("stage %s already complete for these inputs and config: %s", stage.name, path)
+        return replace(done, skipped=True)
+    tmp = _sibling(path, TMP_MARK)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     try:
-        stats = work(output_dir)
+        statistics = stage.run(spark, tmp)
     except BaseException:
-        stage.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return stage.commit(stats)
+    statistics = {"stage": stage.name, "dump": stage.group, "fingerprint": stage_fingerprint,
+                  "seconds": round(time.time() - started, 3), **statistics}
+    _commit(tmp, path, statistics)
+    log.info("stage %s complete: %s", stage.name, path)
+    return StageOutput(path, stage_fingerprint, statistics)

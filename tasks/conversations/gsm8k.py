@@ -10,54 +10,20 @@ stripped instead and counted.
 
 from __future__ import annotations
 
-import ast
-import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from fineforge.model.chat import ASSISTANT, USER
 from fineforge.model.tokenizer import CODE_END, CODE_START, OUTPUT_END, OUTPUT_START
+from fineforge.model.tools.calculator import evaluate_arithmetic
 from fineforge.tasks.conversations.records import BAD_RECORD, ConversationRecord, SourceCounts, read_jsonl, skip
 
 Calculator = Literal["strip", "tool"]
 ANNOTATION = re.compile(r"<<([^<>]*)>>")
 FINAL_ANSWER = re.compile(r"\n?####\s*(.+?)\s*$")
 CALCULATOR_STRIPPED = "calculator_annotation_stripped"  # tool mode: annotations that could not become calls
-
-_OPERATORS: dict[type, Callable] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-    ast.USub: operator.neg, ast.UAdd: operator.pos,
-}
-MAX_EXPONENT = 100
-
-
-def evaluate_arithmetic(expression: str) -> int | float:
-    """The value Python gives an arithmetic expression; ValueError for anything that is not plain arithmetic."""
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"not an expression: {expression!r}") from exc
-
-    def value(node: ast.AST) -> int | float:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](value(node.operand))
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-            left, right = value(node.left), value(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-                raise ValueError(f"exponent {right} too large")
-            return _OPERATORS[type(node.op)](left, right)
-        raise ValueError(f"not plain arithmetic: {ast.unparse(node)!r}")
-
-    try:
-        return value(tree.body)
-    except (ZeroDivisionError, OverflowError) as exc:
-        raise ValueError(f"{expression!r}: {exc}") from exc
-
 
 def _as_tool_call(annotation: str) -> str | None:
     """`expr=result` as a python call with its printed output, or None when it cannot be one."""

@@ -16,7 +16,9 @@ import itertools
 import logging
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +26,8 @@ from fineforge.model.chat import ChatTemplate, require_chat_tokens
 from fineforge.model.conversation_shards import CONVERSATIONS_KIND, INDEX_DTYPE, write_conversation_shard
 from fineforge.model.shards import shard_dtype, write_manifest
 from fineforge.model.tokenizer import Tokenizer, load_tokenizer
-from fineforge.tasks.common.stage import file_identity, merge_counts, run_stage
+from fineforge.tasks.common.stage import StageOutput, execute_stage, file_identity
+from fineforge.tasks.common.statistics import merge_counts
 from fineforge.tasks.conversations.config import (
     ConversationsConfig,
     FileSource,
@@ -215,13 +218,6 @@ def conversation_statistics(manifest: dict, sources: list[dict]) -> dict:
     }
 
 
-def stage_fingerprint(config: ConversationsConfig) -> list:
-    """What decides the output: the input files, the tokenizer (file contents too), every setting but where."""
-    paths = [s.path for s in config.sources if isinstance(s, FileSource)]
-    settings = config.model_dump(mode="json", exclude={"workdir", "name", "vocab_dir"})
-    return [file_identity(paths), tokenizer_identity(config.tokenizer), settings]
-
-
 def stage_tokenizer(config: ConversationsConfig) -> Tokenizer:
     """The config's tokenizer, checked for the chat tokens (fails before any work)."""
     tokenizer = load_tokenizer(config.tokenizer, config.vocab_dir)
@@ -229,8 +225,29 @@ def stage_tokenizer(config: ConversationsConfig) -> Tokenizer:
     return tokenizer
 
 
-def build_conversations(config: ConversationsConfig, tokenizer: Tokenizer | None = None) -> dict:
+@dataclass(frozen=True)
+class ConversationsStage:
+    """`<workdir>/conversations/<name>/`: the rendered, tokenized, masked conversations of the sources (no Spark)."""
+
+    config: ConversationsConfig
+    tokenizer: Tokenizer = field(compare=False)
+    group: str = CONVERSATIONS_STAGE
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def fingerprint_parts(self) -> list[Any]:
+        """The input files, the tokenizer (file contents too), every setting but where."""
+        paths = [s.path for s in self.config.sources if isinstance(s, FileSource)]
+        settings = self.config.model_dump(mode="json", exclude={"workdir", "name", "vocab_dir"})
+        return [file_identity(paths), tokenizer_identity(self.config.tokenizer), settings]
+
+    def run(self, spark, output_dir: Path) -> dict[str, Any]:
+        return write_conversations(self.config, output_dir, self.tokenizer)
+
+
+def build_conversations(config: ConversationsConfig, tokenizer: Tokenizer | None = None) -> StageOutput:
     """Run the stage at `<workdir>/conversations/<name>/`: atomic, skipped when complete for the same inputs."""
-    tokenizer = tokenizer or stage_tokenizer(config)
-    return run_stage(Path(config.workdir), CONVERSATIONS_STAGE, config.name, stage_fingerprint(config),
-                     lambda out: write_conversations(config, out, tokenizer))
+    stage = ConversationsStage(config, tokenizer or stage_tokenizer(config))
+    return execute_stage(stage, config.workdir)

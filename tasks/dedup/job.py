@@ -20,22 +20,23 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar
 
 import pandas as pd
-from datatrove.pipeline.dedup.minhash import MinhashConfig
-from datatrove.utils.hashing import HashConfig
-from pydantic import BaseModel, Field
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from fineforge.tasks.common.spark_jobs import write_partitions
+from fineforge.tasks.common.stage import ConfiguredStage, StageOutput
+from fineforge.tasks.dedup.config import DEDUPLICATED, DedupConfig
 from fineforge.tasks.dedup.connected_components import connected_components
 from fineforge.tasks.dedup.keys import normalised_text_hash, normalised_url
-from fineforge.tasks.dedup.minhash import MinhashSigner, cluster_survivor, minhash_config
+from fineforge.tasks.dedup.minhash import MinhashSigner, cluster_survivor
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ _FILE_ORDINAL = "_file_ordinal"
 # doc key = file ordinal << ROW_BITS | row index in the file
 ROW_BITS = 32
 PARQUET_GLOB = "*.parquet"
-PARQUET_COMPRESSION = "zstd"
 # Step name -> drop reason in the stats. Empty documents go first: datatrove's readers skip them.
 DROP_REASONS = {
     "empty": "empty_document",
@@ -67,39 +67,6 @@ _FEATURES_SCHEMA = T.StructType(
         T.StructField("bands", T.ArrayType(T.BinaryType())),
     ]
 )
-
-
-class DedupConfig(BaseModel):
-    """Which deduplications run, and MinHash's settings (defaults: FineWeb's, with datatrove's hashing)."""
-
-    minhash: bool = Field(True, description="MinHash near-duplicate removal (FineWeb).")
-    n_grams: int = Field(5, ge=1, description="Words per shingle.")
-    num_buckets: int = Field(14, ge=1, description="LSH bands.")
-    hashes_per_bucket: int = Field(8, ge=1, description="MinHash values per band.")
-    hash_fc: Literal["xxhash", "sha1"] = Field(HashConfig.hash_fc, description="Shingle hash function.")
-    precision: Literal[32, 64] = Field(HashConfig.precision, description="Bits of the shingle hashes.")
-    seed: int = Field(MinhashConfig.seed, description="Seed of the MinHash permutations (datatrove's default).")
-    language: str = Field("en", description="Language of datatrove's word tokenizer for shingles.")
-    exact: bool = Field(False, description="Remove documents whose normalised text is identical.")
-    url: bool = Field(False, description="Keep one document per normalised URL: the most recent crawl.")
-    scope: Literal["dump", "all"] = Field("dump", description="Deduplicate within each dump, or across all.")
-    long_document_chars: int = Field(1_000_000, description="Documents longer than this are counted as long.")
-
-    @classmethod
-    def original_fineweb(cls, **overrides) -> DedupConfig:
-        """The setting of the original FineWeb run: 64-bit SHA-1 shingle hashes."""
-        return cls(**{"hash_fc": "sha1", "precision": 64, **overrides})
-
-    def minhash_config(self) -> MinhashConfig:
-        """The same settings as datatrove's MinhashConfig."""
-        return minhash_config(
-            n_grams=self.n_grams,
-            num_buckets=self.num_buckets,
-            hashes_per_bucket=self.hashes_per_bucket,
-            seed=self.seed,
-            hash_fc=self.hash_fc,
-            precision=self.precision,
-        )
 
 
 @cache
@@ -224,7 +191,7 @@ def _step(name: str, documents_in: int, dropped: int) -> dict:
 
 
 def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: DedupConfig, output_dir: Path) -> dict:
-    """Deduplicate the documents of `input_dirs` into Parquet in `output_dir` (same schema); return stats."""
+    """Deduplicate the documents of `input_dirs` into Parquet in `output_dir` (the document schema); return stats."""
     docs = read_documents(spark, input_dirs, config.scope)
     columns = [c for c in docs.columns if c not in (KEY, SCOPE)]
     features = _checkpoint(
@@ -282,6 +249,19 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
     kept = read_documents(spark, input_dirs, config.scope).where(F.length(F.coalesce("text", F.lit(""))) > 0)
     for removed in removed_parts:
         kept = kept.join(removed, KEY, "left_anti")
-    kept.select(*columns).write.option("compression", PARQUET_COMPRESSION).parquet(str(output_dir))
-    stats["documents_out"] = remaining
-    return stats
+    written = write_partitions(kept.select(*columns), output_dir)
+    if written["documents_out"] != remaining:
+        raise RuntimeError(f"dedup wrote {written['documents_out']} documents, expected {remaining}")
+    return stats | {"documents_out": remaining, "bytes_out": written["bytes_out"]}
+
+
+@dataclass(frozen=True)
+class DedupStage(ConfiguredStage):
+    """`<workdir>/<group>/deduplicated/`: the documents of `inputs` (one dump's, or all dumps') without duplicates."""
+
+    config: DedupConfig
+    inputs: list[StageOutput]
+    name: ClassVar[str] = DEDUPLICATED
+
+    def run(self, spark, output_dir: Path) -> dict[str, Any]:
+        return deduplicate_parquet(spark, [output.path for output in self.inputs], self.config, output_dir)

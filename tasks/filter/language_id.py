@@ -10,6 +10,7 @@ from pathlib import Path
 
 from datatrove.utils.lid import FT176LID
 
+LABEL_PREFIX = "__label__"  # how fastText names its labels: __label__en
 _MODELS: dict[str, object] = {}
 _LOCK = threading.Lock()
 
@@ -24,6 +25,11 @@ def fasttext_model(path: Path):
 
             model = _MODELS[key] = _FastText(key)
     return model
+
+
+def language_labels(path: Path) -> frozenset[str]:
+    """The language codes the fastText model at `path` can predict (176 for lid.176)."""
+    return frozenset(label.removeprefix(LABEL_PREFIX) for label in fasttext_model(path).get_labels())
 
 
 class LocalFastTextLID(FT176LID):

@@ -94,6 +94,12 @@ def _globbed_paths(pattern: str) -> list[str]:
     return sorted(str(Path(p).resolve()) for p in paths)
 
 
+def needs_network(spec: str, source: str = COMMONCRAWL_HTTPS) -> bool:
+    """Whether resolving `spec` reads a remote location: a URL or remote glob, or a dump name at a remote source."""
+    spec = spec.strip()
+    return _is_remote(spec) or (DUMP_PATTERN.fullmatch(spec) is not None and _is_remote(source))
+
+
 def _paths_of(spec: str, source: str) -> list[str]:
     if DUMP_PATTERN.fullmatch(spec):
         return _dump_paths(spec, source)

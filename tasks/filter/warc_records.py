@@ -1,8 +1,11 @@
 """Stream the HTML responses of one WARC (or ARC) file as datatrove Documents, surviving damage.
 
 Records are parsed by warcio and turned into text exactly as datatrove's ``WarcReader`` does (its own
-``process_record`` is called), so ids and HTML equal the reference. On top of that, fineforge keeps only
-HTTP 200 responses whose content type is HTML, and checks every record before yielding it: a gzip error,
+``process_record`` decodes them), so ids and HTML equal the reference. fineforge keeps only HTTP 200
+responses that are HTML pages, decided by ``payload_type`` (the HTTP Content-Type is trusted; the body is
+sniffed only when that header is missing or generic) - a deliberate difference from datatrove, which trusts
+only the crawler's identified payload type and otherwise libmagic, and so loses real pages that libmagic
+calls JavaScript, XML or plain text. Every record is checked before it is yielded: a gzip error,
 a record shorter than its Content-Length, a record not followed by its blank lines, or a failed WARC
 block digest marks the record as damaged. A damaged record is counted (``corrupt_record``), logged with
 the file name and offset, and skipped; reading goes on at the next gzip member (gzip-per-record files)
@@ -21,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-import magic
 from datatrove.data import Document
 from datatrove.pipeline.readers.warc import process_record
 from warcio.archiveiterator import ArchiveIterator
@@ -29,11 +31,12 @@ from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 
+from fineforge.tasks.filter.payload_type import declared_decision, sniffed_decision
 from fineforge.tasks.filter.remote import RemoteReadConfig, open_warc
 
 log = logging.getLogger(__name__)
 
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+IDENTIFIED_TYPE = "WARC-Identified-Payload-Type"
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_MEMBER_START = b"\x1f\x8b\x08"  # magic + deflate method: where a gzip member can begin
 WARC_HEADER_LINE = b"\nWARC/"  # a plain WARC record begins at a line "WARC/<version>"
@@ -88,11 +91,19 @@ class _ReadRecord:
         return io.BytesIO(self.content)
 
 
-def _mime_type(record: ArcWarcRecord) -> str:
-    header = record.http_headers.get_header("Content-Type") or record.rec_headers.get_header(
-        "WARC-Identified-Payload-Type", ""
-    )
-    return header.split(";", 1)[0].strip().lower()
+def _headers_saying_html(headers: StatusAndHeaders) -> StatusAndHeaders:
+    """A copy of the record headers whose identified payload type is HTML: datatrove then only decodes."""
+    kept = [(name, value) for name, value in headers.headers if name.lower() != IDENTIFIED_TYPE.lower()]
+    return StatusAndHeaders(headers.statusline, [*kept, (IDENTIFIED_TYPE, "text/html")], protocol=headers.protocol)
+
+
+def _opens_a_record(member_head: bytes) -> bool:
+    """True when these bytes are the start of a gzip member whose content begins a WARC or ARC record."""
+    try:
+        content = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(member_head)
+    except zlib.error:
+        return False
+    return content.startswith((b"WARC/", ARC_FILE_START))
 
 
 class _WarcFileReader:
@@ -115,7 +126,7 @@ class _WarcFileReader:
         if not head:
             self._unreadable("empty file")
             return
-        self.gzipped = head.startswith(GZIP_MAGIC)
+        self.gzipped = self._looks_gzipped(head)
         if self.gzipped:
             try:
                 head = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(head)
@@ -146,6 +157,24 @@ class _WarcFileReader:
             self._unreadable("no WARC/ARC record in it")
         elif damage_at_start is not None:
             self._corrupt(damage_at_start)
+
+    def _looks_gzipped(self, head: bytes) -> bool:
+        """Gzip when the file starts so; when its start is damaged, when a gzip member holding a WARC/ARC
+        record starts before any plain WARC header line in its first block (a damaged first member must not
+        hide the records after it; a gzip-encoded page inside a plain record is no such member)."""
+        if head.startswith(GZIP_MAGIC):
+            return True
+        if head.startswith((b"WARC/", ARC_FILE_START)):
+            return False
+        block = self.fh.read(SCAN_BLOCK_BYTES)
+        self.fh.seek(0)
+        header = block.find(WARC_HEADER_LINE)
+        member = block.find(GZIP_MEMBER_START)
+        while member >= 0 and (header < 0 or member < header):
+            if _opens_a_record(block[member : member + HEAD_BYTES]):
+                return True
+            member = block.find(GZIP_MEMBER_START, member + 1)
+        return False
 
     def _read_from(self, position: int) -> Iterator[Document]:
         """Documents of the records from `position` on; raises _Damage at the first damaged record."""
@@ -186,16 +215,16 @@ class _WarcFileReader:
             return None, "non_http"
         if record.http_headers.get_statuscode() != "200":
             return None, "non_200"
-        content_type = _mime_type(record)
-        if content_type not in HTML_TYPES:
+        http_type = record.http_headers.get_header("Content-Type")
+        decision = declared_decision(http_type, record.rec_headers.get_header(IDENTIFIED_TYPE))
+        content = b"" if decision is not None and not decision.is_html else record.content_stream().read()
+        decision = decision or sniffed_decision(content)
+        self.counts[decision.count_name] += 1
+        if not decision.is_html:
             return None, "non_html"
-        content = record.content_stream().read()
-        data = process_record(_ReadRecord(record.rec_type, record.rec_headers, content))
+        data = process_record(_ReadRecord(record.rec_type, _headers_saying_html(record.rec_headers), content))
         if data is None:
-            sniffed = record.rec_headers.get_header("WARC-Identified-Payload-Type") or magic.from_buffer(
-                content, mime=True
-            )
-            return None, "undecodable" if sniffed in HTML_TYPES else "non_html_content"
+            return None, "undecodable"
         if not data["text"]:
             return None, "empty"
         # datatrove's adapter names a record without a WARC-Record-ID (ARC) by its place in the file
@@ -207,7 +236,7 @@ class _WarcFileReader:
             "warc_file": self.uri,
             "warc_offset": offset,
             "crawl_date": data["date"],
-            "content_type": content_type,
+            "content_type": decision.media_type,
         }
         return Document(text=data["text"], id=doc_id, metadata=metadata), ""
 
@@ -284,14 +313,15 @@ class _WarcFileReader:
 
 
 def iter_html_documents(uri: str, counts: Counter, remote: RemoteReadConfig | None = None) -> Iterator[Document]:
-    """Stream the HTML documents (HTTP 200, text/html or application/xhtml+xml) of one WARC/ARC file.
+    """Stream the HTML documents (HTTP 200 HTML pages, see ``payload_type``) of one WARC/ARC file.
 
     ``text`` and ``id`` equal what datatrove's WarcReader yields for the same record; ``metadata`` holds
     url, date and file_path (as datatrove), warc_file, warc_offset (byte offset of the record in the file;
     for a file that is one gzip stream, in the decompressed stream), crawl_date and content_type.
     ``counts`` gets ``records`` (intact records), ``html_documents``, ``skipped_<reason>``,
-    ``corrupt_record`` and ``unreadable_file``; remote files add their requests, retries and resumptions
-    (see `tasks.filter.remote`). Bad data never raises out of this iterator.
+    ``payload_<html|non_html>_by_<reason>`` (each content decision), ``corrupt_record`` and
+    ``unreadable_file``; remote files add their requests, retries and resumptions (see
+    `tasks.filter.remote`). Bad data never raises out of this iterator.
     """
     try:
         fh = open_warc(uri, counts, remote)

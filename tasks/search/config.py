@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from fineforge.tasks.common.stage import SCRUBBED, STATS_FILE
+from fineforge.tasks.common.stage import STATS_FILE
+from fineforge.tasks.scrub.config import SCRUBBED
 from fineforge.tasks.search.passages import PassageConfig
 
 SEARCH = "search"  # the stage's name

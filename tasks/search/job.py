@@ -2,7 +2,7 @@
 
 One index holds every dump's passages, so BM25's term statistics (and thus scores) are those of the
 whole corpus; a query can still be limited to named dumps. The index goes through the stage contract
-(`tasks.common.stage.run_stage`): written into a temporary folder, renamed into place with `stats.json`,
+(`tasks.common.stage.execute_stage`): written into a temporary folder, renamed into place with `stats.json`,
 skipped when complete for the same corpus files and settings. Updates are incremental per dump: the
 new version starts as hard links to the current one's files (tantivy never changes a file it wrote),
 then only the dumps whose corpus or settings changed are replaced, and dumps whose corpus is gone are
@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any, ClassVar
 
 import tantivy
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
-from fineforge.tasks.common.stage import STATS_FILE, file_identity, fingerprint, merge_counts, run_stage
+from fineforge.tasks.common.stage import STATS_FILE, StageOutput, execute_stage, file_identity, fingerprint
+from fineforge.tasks.common.statistics import merge_counts
 from fineforge.tasks.search.config import (
     SEARCH,
     SEARCH_GROUP,
@@ -49,18 +51,39 @@ def dump_fingerprint(workdir: Path, dump: str, config: SearchIndexConfig) -> str
     return fingerprint(file_identity(corpus_files(workdir, dump)), settings, SCHEMA_VERSION, tantivy.__version__)
 
 
-def build_search_index(workdir: Path, config: SearchIndexConfig) -> dict:
-    """Bring the index up to date with the selected dumps (skipped when it already is); return its stats."""
-    workdir = Path(workdir)
-    previous = indexed_dumps(workdir)
-    corpus = set(corpus_dumps(workdir))
-    wanted = {dump: dump_fingerprint(workdir, dump, config) for dump in config.selected_dumps()}
-    kept = {dump: stats for dump, stats in previous.items() if dump not in wanted and dump in corpus}
-    gone = sorted(set(previous) - set(wanted) - set(kept))
+@dataclass(frozen=True)
+class SearchIndexStage:
+    """`<workdir>/all-dumps/search/`: the BM25 index of the selected dumps' corpus (no Spark)."""
 
-    def work(output_dir: Path) -> dict:
+    config: SearchIndexConfig
+    workdir: Path
+    group: ClassVar[str] = SEARCH_GROUP
+    name: ClassVar[str] = SEARCH
+
+    @cached_property
+    def previous(self) -> dict[str, dict]:
+        """The dumps in the current index, with their statistics."""
+        return indexed_dumps(self.workdir)
+
+    @cached_property
+    def wanted(self) -> dict[str, str]:
+        """The selected dumps, with the fingerprint of their passages."""
+        return {dump: dump_fingerprint(self.workdir, dump, self.config) for dump in self.config.selected_dumps()}
+
+    @cached_property
+    def kept(self) -> dict[str, dict]:
+        """Dumps of the current index that stay as they are: not selected, but their corpus still exists."""
+        corpus = set(corpus_dumps(self.workdir))
+        return {dump: stats for dump, stats in self.previous.items() if dump not in self.wanted and dump in corpus}
+
+    def fingerprint_parts(self) -> list[Any]:
+        return [sorted(self.wanted.items()), sorted((dump, stats["fingerprint"]) for dump, stats in self.kept.items())]
+
+    def run(self, spark, output_dir: Path) -> dict[str, Any]:
+        previous, config = self.previous, self.config
+        gone = sorted(set(previous) - set(self.wanted) - set(self.kept))
         if previous:
-            shutil.copytree(index_path(workdir), output_dir, copy_function=os.link,
+            shutil.copytree(index_path(self.workdir), output_dir, copy_function=os.link,
                             ignore=shutil.ignore_patterns(STATS_FILE, "*.lock"))
         else:
             output_dir.mkdir(parents=True)
@@ -68,20 +91,23 @@ def build_search_index(workdir: Path, config: SearchIndexConfig) -> dict:
         writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=config.threads)
         for dump in gone:
             writer.delete_documents_by_term("dump", dump)
-        dumps = {dump: {**stats, "reindexed": False} for dump, stats in kept.items()}
-        for dump, dump_fp in wanted.items():
+        dumps = {dump: {**stats, "reindexed": False} for dump, stats in self.kept.items()}
+        for dump, dump_fp in self.wanted.items():
             if previous.get(dump, {}).get("fingerprint") == dump_fp:
                 dumps[dump] = {**previous[dump], "reindexed": False}
                 continue
-            counts = add_dump(writer, dump, parquet_documents(corpus_files(workdir, dump)), config.passage_config())
+            documents = parquet_documents(corpus_files(self.workdir, dump))
+            counts = add_dump(writer, dump, documents, config.passage_config())
             dumps[dump] = {"fingerprint": dump_fp, **counts, "reindexed": True}
             log.info("%s: indexed %d passages of %d documents", dump, counts["passages"], counts["documents_out"])
         writer.commit()
         writer.wait_merging_threads()
         return {**index_totals(dumps), "index_bytes": folder_bytes(output_dir), "dumps": dumps, "removed": gone}
 
-    parts = [sorted(wanted.items()), sorted((dump, stats["fingerprint"]) for dump, stats in kept.items())]
-    return run_stage(workdir, SEARCH_GROUP, SEARCH, parts, work)
+
+def build_search_index(workdir: Path, config: SearchIndexConfig) -> StageOutput:
+    """Bring the index up to date with the selected dumps (skipped when it already is), without Prefect."""
+    return execute_stage(SearchIndexStage(config, Path(workdir)), workdir)
 
 
 def index_totals(dumps: dict[str, dict]) -> dict:
@@ -95,8 +121,3 @@ def index_totals(dumps: dict[str, dict]) -> dict:
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
-
-@task(name="search-index", cache_policy=NO_CACHE)
-def search_index_stage(config: SearchIndexConfig) -> dict:
-    """Prefect task: bring the corpus's search index up to date."""
-    return build_search_index(Path(config.workdir).resolve(), config)

@@ -6,7 +6,6 @@ tokenized with the end-of-document token after it; a partition writes its tokens
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fineforge.model.tokenizer import Tokenizer, load_tokenizer
+from fineforge.tasks.common.documents import hash_below
 
 SPLITS = ("train", "val")
 # Threads of the `tokenizers` library (Rust rayon pool): set to the Spark task's cores, as Spark already
@@ -28,8 +28,7 @@ EMPTY, INVALID_UTF8 = "empty", "invalid_utf8"
 
 def validation_split(doc_id: str, val_fraction: float) -> str:
     """"val" for a stable `val_fraction` share of document ids (by sha1 of the id), else "train"."""
-    digest = hashlib.sha1(str(doc_id).encode("utf-8")).digest()
-    return "val" if int.from_bytes(digest[:8], "big") < val_fraction * 2**64 else "train"
+    return "val" if hash_below(str(doc_id), val_fraction) else "train"
 
 
 def document_text(value: bytes | str | None) -> tuple[str | None, str | None]:

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fineforge.flows.cli import app
+from fineforge.tasks.sample.documents import keep
 
 SAMPLES = [
     "cc-main-2020-34-slice.warc.gz",
@@ -21,6 +22,8 @@ SAMPLES = [
     "wget-2024-sample-0000.warc.gz",
     "wget-2024-sample-0001.warc.gz",
 ]
+SAMPLE_FRACTION = 0.5
+STAGES = ("filtered", "deduplicated", "scrubbed", "sampled")
 runner = CliRunner()
 
 
@@ -41,7 +44,7 @@ def built(tmp_path_factory, shared_data):
     listing.write_text("\n".join(str(shared_data / "warc" / name) for name in SAMPLES) + "\n")
     workdir = tmp / "work"
     output = fineforge("data", "build", "--input", str(listing), "--workdir", str(workdir), "--dump", "samples",
-                       "--spark-master", "local[2]")
+                       "--spark-master", "local[2]", "--sample-fraction", str(SAMPLE_FRACTION))
     return workdir, output
 
 
@@ -55,7 +58,8 @@ def read_stats(workdir: Path, dump: str, stage: str) -> dict:
 
 
 def dumps(workdir: Path) -> list[str]:
-    return sorted(p.name for p in workdir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The dumps of the build: the folders with a filtered stage (beside them: mlflow.db, mlartifacts, .prefect)."""
+    return sorted(p.parent.name for p in workdir.glob("*/filtered"))
 
 
 def test_build_writes_documents_and_consistent_statistics(built):
@@ -80,6 +84,10 @@ def test_build_writes_documents_and_consistent_statistics(built):
         assert scrubbed["documents_in"] == deduplicated["documents_out"] == scrubbed["documents_out"]
         table = read_parts(workdir / dump / "scrubbed")
         assert table.num_rows == scrubbed["documents_out"]
+        sampled = read_parts(workdir / dump / "sampled")
+        assert sampled.column("id").to_pylist() == [i for i in table.column("id").to_pylist()
+                                                     if keep(i, SAMPLE_FRACTION)]
+        assert read_stats(workdir, dump, "sampled")["documents_in"] == scrubbed["documents_out"]
         total_out += table.num_rows
         for row in table.to_pylist():
             assert row["language"] == "en" and row["language_score"] >= 0.65
@@ -118,10 +126,18 @@ def test_statistics_reach_prefect_and_mlflow(built):
     assert artifacts, "no stats table artifact"
     rows = json.loads(artifacts[-1].data)
     assert any(r["metric"] == "documents_out" and r["stage"] == "filtered" for r in rows)
+    with get_client(sync_client=True) as client:  # each stage's task run also published its own table
+        keys = {f"samples-{stage}-stats" for stage in STAGES}
+        per_stage = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))))
+        names = {run.name for run in client.read_task_runs() if run.name.startswith("samples/")}
+    assert {artifact.key for artifact in per_stage} == keys
+    assert names == {f"samples/{stage}" for stage in STAGES}
 
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["fineforge-data-build"], output_format="list")
     assert len(runs) == 1
+    assert runs[0].info.artifact_uri.startswith((workdir / "mlartifacts").as_uri())  # not ./mlruns of the cwd
+    assert mlflow.artifacts.list_artifacts(run_id=runs[0].info.run_id, artifact_path="samples/filtered")
     metrics = runs[0].data.metrics
     for dump in dumps(workdir):
         assert metrics[f"{dump}/filtered/documents_out"] == read_stats(workdir, dump, "filtered")["documents_out"]
@@ -132,8 +148,8 @@ def test_second_build_skips_complete_stages(built, shared_data):
     workdir, _ = built
     listing = workdir.parent / "warcs.txt"
     output = fineforge("data", "build", "--input", str(listing), "--workdir", str(workdir), "--dump", "samples",
-                       "--spark-master", "local[2]", "--no-mlflow")
-    assert output.count("(skipped: already complete)") == 3 * len(dumps(workdir)), output
+                       "--spark-master", "local[2]", "--no-mlflow", "--sample-fraction", str(SAMPLE_FRACTION))
+    assert output.count("(skipped: already complete)") == len(STAGES) * len(dumps(workdir)), output
 
 
 def test_invalid_config_fails_before_any_work(tmp_path, shared_data):
@@ -145,6 +161,27 @@ def test_invalid_config_fails_before_any_work(tmp_path, shared_data):
     assert "filters.language.threshold" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("settings", [{}, {"filters": {"language": {"languages": ["en", "xx"]}}},
+                                      {"sample_documents": {"fraction": 0.1, "input": "tokens"}}])
+def test_a_prefect_run_fails_at_once_with_the_clis_message(tmp_path, shared_data, settings):
+    """The checks live in the config: a run from the Prefect UI or the API fails as the command does."""
+    from prefect.exceptions import ParameterTypeError
+
+    from fineforge.flows.data_build import data_build
+
+    spec = str(tmp_path / "nowhere") if not settings else str(shared_data / "warc")
+    values = {"input": spec, "workdir": str(tmp_path / "work"), **settings}
+    (tmp_path / "build.json").write_text(json.dumps(values))
+    result = runner.invoke(app, ["data", "build", "--config", str(tmp_path / "build.json")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    message = result.output.strip().removeprefix("error: invalid config: ")
+    with pytest.raises(ParameterTypeError) as error:
+        data_build(config=values)
+    (line,) = str(error.value).splitlines()[1:]
+    assert line.startswith(" - config") and line.endswith(message), (line, message)
+    assert not (tmp_path / "work").exists()
 
 
 def test_missing_input_fails_before_any_work(tmp_path):

@@ -13,7 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from fineforge.tasks.common.stage import DEDUPLICATED, FILTERED, SCRUBBED
+from fineforge.tasks.dedup.config import DEDUPLICATED
+from fineforge.tasks.filter.config import FILTERED
+from fineforge.tasks.scrub.config import SCRUBBED
 from testkit.spark_cluster import standalone_cluster
 
 SAMPLES = ["cc-main-2020-34-slice.warc.gz", "wget-2024-sample-0000.warc.gz"]

@@ -46,7 +46,7 @@ def test_train_and_build_through_the_cli(built):
 
 def test_rerun_is_skipped_by_a_real_flow_run(built):
     from fineforge.flows.tokens import tokenize
-    from fineforge.tasks.tokens.job import TokenizeConfig
+    from fineforge.tasks.tokens.config import TokenizeConfig
 
     workdir, tokenizer, _ = built
     config = TokenizeConfig(input=[str(workdir / "CC-MAIN-2020-34" / "scrubbed")], workdir=str(workdir), name="bpe",
@@ -54,7 +54,8 @@ def test_rerun_is_skipped_by_a_real_flow_run(built):
                             spark={"master": "local[2]"})
     state = tokenize(config, return_state=True)
     assert state.is_completed()
-    assert state.result()["skipped"] is True
+    output = state.result()
+    assert output.skipped is True and output.path == workdir / "tokens" / "bpe"
 
 
 def test_inspect_shows_statistics_sample_and_verifies(built):

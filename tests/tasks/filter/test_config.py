@@ -17,19 +17,18 @@ from datatrove.pipeline.filters import (
     LanguageFilter,
     URLFilter,
 )
-from datatrove.pipeline.formatters import PIIFormatter
 from datatrove.utils.word_tokenizers import load_word_tokenizer
 from pydantic import ValidationError
 
-from fineforge.tasks.common.datatrove_steps import pipeline_statistics, run_steps
+from fineforge.tasks.common.datatrove_steps import pipeline_statistics, run_steps, step_name
 from fineforge.tasks.common.word_tokenizer import WordsOnlySpaCyTokenizer
 from fineforge.tasks.filter.config import (
+    ExtractionSettings,
     FilterConfig,
     build_filter_steps,
-    build_scrub_steps,
     language_model_path,
-    step_name,
 )
+from fineforge.tasks.filter.extraction import MainTextExtractor
 from fineforge.tasks.filter.warc_records import iter_html_documents
 
 # Generous per-document extraction timeout: a loaded test machine must not turn into dropped documents.
@@ -44,18 +43,18 @@ def _html_documents(shared_data, name: str, limit: int | None = None) -> list[Do
 def extracted_pages(shared_data) -> list[Document]:
     """Real pages (English from wget, mostly German from the trafilatura set) extracted by trafilatura."""
     config = FilterConfig(extraction=TEST_EXTRACTION)
-    (extract,) = [s for s in build_filter_steps(config) if isinstance(s, Trafilatura)]
+    (extract,) = [s for s in build_filter_steps(config) if isinstance(s, MainTextExtractor)]
     documents = _html_documents(shared_data, "wget-2024-sample-0000.warc.gz") + _html_documents(
         shared_data, "bench-990-pages.warc.gz", limit=25
     )
     return list(extract(documents))
 
 
-def test_defaults_are_finewebs_settings():
+def test_defaults_are_finewebs_settings_but_the_measured_extraction():
     steps = build_filter_steps(FilterConfig())
     assert [type(s) for s in steps] == [
         URLFilter,
-        Trafilatura,
+        MainTextExtractor,
         LanguageFilter,
         GopherRepetitionFilter,
         GopherQualityFilter,
@@ -63,16 +62,23 @@ def test_defaults_are_finewebs_settings():
         FineWebQualityFilter,
     ]
     url, extract, language, rep, quality, c4, fineweb = steps
-    assert extract.favour_precision is True
+    assert extract.method == "trafilatura-resiliparse" and extract.fallbacks and extract.timeout == 1.0
     assert language.languages == ["en"] and language.language_threshold == 0.65
     assert c4.filter_no_terminal_punct is False
     assert fineweb.char_duplicates_ratio == 0.01
     assert rep.dup_line_frac == 0.3 and rep.top_n_grams[0] == (2, 0.2) and rep.dup_n_grams[-1] == (10, 0.1)
     assert quality.min_doc_words == 50 and quality.min_stop_words == 2
-    assert [step_name(s) for s in steps] == ["url", "trafilatura", "language", "gopher_rep", "gopher_qual", "c4",
+    assert [step_name(s) for s in steps] == ["url", "extraction", "language", "gopher_rep", "gopher_qual", "c4",
                                              "fineweb_qual"]  # fmt: skip
-    (pii,) = build_scrub_steps(FilterConfig())
-    assert isinstance(pii, PIIFormatter) and pii.remove_emails and pii.remove_ips
+
+
+def test_finewebs_extraction_is_one_setting_away():
+    config = FilterConfig(extraction={"method": "fineweb"})
+    (reference,) = [s for s in build_filter_steps(config, reference=True) if isinstance(s, Trafilatura)]
+    assert reference.favour_precision and reference.deduplicate and reference.kwargs == {}
+    (ours,) = [s for s in build_filter_steps(config) if isinstance(s, MainTextExtractor)]
+    assert ours.method == "fineweb"
+    assert ExtractionSettings().model_dump().keys() == {"enabled", "method", "fallbacks", "deduplicate", "timeout"}
 
 
 def test_nothing_is_fetched_from_the_network():
@@ -88,11 +94,10 @@ def test_every_step_can_be_switched_off_and_retuned():
     off = {"enabled": False}
     config = FilterConfig(
         url_filter=off, extraction=off, language=off, gopher_repetition=off, gopher_quality=off,
-        c4_quality=off, fineweb_quality={"char_duplicates_ratio": 0.1}, pii=off,
+        c4_quality=off, fineweb_quality={"char_duplicates_ratio": 0.1},
     )  # fmt: skip
     (fineweb,) = build_filter_steps(config)
     assert isinstance(fineweb, FineWebQualityFilter) and fineweb.char_duplicates_ratio == 0.1
-    assert build_scrub_steps(config) == []
 
 
 @pytest.mark.parametrize(
@@ -103,6 +108,10 @@ def test_every_step_can_be_switched_off_and_retuned():
         ({"gopher_quality": {"min_doc_word": 3}}, "gopher_quality.min_doc_word"),
         ({"fineweb_quality": {"char_duplicates_ratio": -0.1}}, "fineweb_quality.char_duplicates_ratio"),
         ({"extraction": {"timeout": 0}}, "extraction.timeout"),
+        ({"extraction": {"method": "readability"}}, "extraction.method"),
+        ({"extraction": {"favour_precision": True}}, "extraction.favour_precision"),
+        ({"language": {"languages": ["en", "xx", "english"]}}, "languages ['english', 'xx'] are not labels of"),
+        ({"pii": {"enabled": False}}, "pii"),  # the scrub's settings live in ScrubConfig now
     ],
 )
 def test_invalid_settings_name_the_field(settings, field):
@@ -112,9 +121,9 @@ def test_invalid_settings_name_the_field(settings, field):
 
 
 def test_missing_language_model_is_named(tmp_path):
-    config = FilterConfig(language={"model_path": tmp_path / "missing.ftz"})
-    with pytest.raises(FileNotFoundError, match="language.model_path"):
-        build_filter_steps(config)
+    with pytest.raises(ValidationError, match="language.model_path: fastText model not found"):
+        FilterConfig(language={"model_path": tmp_path / "missing.ftz"})
+    FilterConfig(language={"model_path": tmp_path / "missing.ftz", "enabled": False})  # not needed when off
 
 
 def test_steps_on_real_pages_keep_english_prose_and_count_every_drop(extracted_pages):
@@ -125,7 +134,7 @@ def test_steps_on_real_pages_keep_english_prose_and_count_every_drop(extracted_p
     for document in kept:
         assert document.metadata["language"] == "en" and document.metadata["language_score"] > 0.65
         assert len(document.text.split()) >= 50
-    statistics = pipeline_statistics(steps, step_name)
+    statistics = pipeline_statistics(steps)
     assert statistics[0]["documents_in"] == len(extracted_pages)
     assert statistics[-1]["documents_out"] == len(kept)
     for step in statistics:
@@ -151,11 +160,3 @@ def test_shared_word_tokenizer_matches_datatrove(extracted_pages):
     texts = [d.text for d in extracted_pages] + ["IS_ALPHA breaks spaCy's IS_ALPHA matcher", "  a\n\nb  c ", ""]
     for text in texts:
         assert fast.word_tokenize(text) == reference.word_tokenize(text)
-
-
-def test_pii_scrub_replaces_emails_and_public_ips_only():
-    (pii,) = build_scrub_steps(FilterConfig())
-    text = "Write to jane.doe@uni-example.de or call 8.8.8.8; the router is 192.168.1.1."
-    (document,) = pii([Document(text=text, id="1")])
-    assert "jane.doe@uni-example.de" not in document.text and "8.8.8.8" not in document.text
-    assert "192.168.1.1" in document.text and "@example." in document.text

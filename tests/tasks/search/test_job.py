@@ -23,14 +23,15 @@ LEMIRE = "https://lemire.me/blog/2019/08/02/json-parsing-simdjson-vs-json-for-mo
 def indexed(shared_data, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("search")
     documents = write_sample_corpus(shared_data, workdir)
-    stats = build_search_index(workdir, SearchIndexConfig(workdir=str(workdir)))
-    return workdir, documents, stats
+    output = build_search_index(workdir, SearchIndexConfig(workdir=str(workdir)))
+    assert output.path == index_path(workdir) and not output.skipped
+    return workdir, documents, output.statistics
 
 
 def test_every_dump_is_indexed_with_consistent_statistics(indexed):
     workdir, documents, stats = indexed
     written = json.loads((index_path(workdir) / STATS_FILE).read_text())
-    assert written == stats and not stats.get("skipped")
+    assert written == stats
     assert sorted(indexed_dumps(workdir)) == corpus_dumps(workdir) == sorted(documents)
     for dump, count in documents.items():
         counts = stats["dumps"][dump]
@@ -85,13 +86,13 @@ def test_update_is_incremental_per_dump_and_bad_input_loses_nothing(shared_data,
     workdir = tmp_path / "work"
     write_sample_corpus(shared_data, workdir)
     config = SearchIndexConfig(workdir=str(workdir), dumps=["CC-MAIN-2014-35", "CC-MAIN-2024-22"])
-    first = build_search_index(workdir, config)
+    first = build_search_index(workdir, config).statistics
     assert sorted(first["dumps"]) == ["CC-MAIN-2014-35", "CC-MAIN-2024-22"]
-    assert build_search_index(workdir, config)["skipped"] is True
+    assert build_search_index(workdir, config).skipped is True
 
     # A new dump is indexed alone; the others' passages are kept as they were.
     write_dump(workdir, "CC-MAIN-2099-01", [("<urn:uuid:new>", "https://example.org/new", "Zanzibar cloves harvest.")])
-    second = build_search_index(workdir, SearchIndexConfig(workdir=str(workdir), dumps=["CC-MAIN-2099-01"]))
+    second = build_search_index(workdir, SearchIndexConfig(workdir=str(workdir), dumps=["CC-MAIN-2099-01"])).statistics
     assert {d: s["reindexed"] for d, s in second["dumps"].items()} == {
         "CC-MAIN-2014-35": False, "CC-MAIN-2024-22": False, "CC-MAIN-2099-01": True}
     assert second["passages"] == first["passages"] + 1
@@ -101,7 +102,7 @@ def test_update_is_incremental_per_dump_and_bad_input_loses_nothing(shared_data,
 
     # New passage settings for one dump replace its passages only.
     rebuilt = build_search_index(workdir, SearchIndexConfig(workdir=str(workdir), dumps=["CC-MAIN-2014-35"],
-                                                            passage_words=40, passage_overlap=10))
+                                                            passage_words=40, passage_overlap=10)).statistics
     assert rebuilt["dumps"]["CC-MAIN-2014-35"]["passages"] > first["dumps"]["CC-MAIN-2014-35"]["passages"]
     assert [rebuilt["dumps"][d]["passages"] for d in ("CC-MAIN-2024-22", "CC-MAIN-2099-01")] == [
         second["dumps"][d]["passages"] for d in ("CC-MAIN-2024-22", "CC-MAIN-2099-01")]
@@ -119,7 +120,7 @@ def test_update_is_incremental_per_dump_and_bad_input_loses_nothing(shared_data,
 
     # A dump whose corpus is gone leaves the index at the next full update.
     shutil.rmtree(workdir / "CC-MAIN-2099-01")
-    final = build_search_index(workdir, SearchIndexConfig(workdir=str(workdir)))
+    final = build_search_index(workdir, SearchIndexConfig(workdir=str(workdir))).statistics
     assert final["removed"] == ["CC-MAIN-2099-01"] and "CC-MAIN-2099-01" not in final["dumps"]
     assert CorpusSearch(workdir)("Zanzibar cloves") == "no results for: Zanzibar cloves"
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from fineforge.model.shards import ShardError, load_manifest, read_shard
+from fineforge.model.shards import load_manifest, read_shard
 from fineforge.model.tokenizer import load_tokenizer
+from fineforge.tasks.tokens.bpe import train_bpe_tokenizer
+from fineforge.tasks.tokens.config import TokenizeConfig, TokenizerTrainingConfig, token_dtype
 from fineforge.tasks.tokens.documents import validation_split
-from fineforge.tasks.tokens.job import TokenizeConfig, rechunk, token_dtype, tokenize_corpus, train_bpe_tokenizer
+from fineforge.tasks.tokens.job import rechunk, tokenize_corpus
 from testkit.token_corpus import BAD_DOCUMENTS, write_corpus
 
 SHARD_TOKENS = 10_000
@@ -40,19 +44,34 @@ def test_rechunk_cuts_exact_sizes():
     assert [c.size for c in rechunk([np.arange(25)], 10)] == [10, 10, 5]
 
 
-def test_vocabulary_that_does_not_fit_dtype_fails_before_work(corpus, shared_data, spark):
+def test_vocabulary_that_does_not_fit_dtype_is_a_config_error(corpus, shared_data):
     workdir, folder, _ = corpus
     assert token_dtype(50_266) == "uint16" and token_dtype(200_273) == "uint32"
-    config = TokenizeConfig(input=[str(folder)], workdir=str(workdir), name="too-big", tokenizer="cl100k_base",
-                            vocab_dir=str(shared_data / "tokenizers"), dtype="uint16")
-    with pytest.raises(ShardError, match="100277 tokens does not fit uint16"):
-        tokenize_corpus(spark, config)
-    assert not (workdir / "tokens").exists() or not list((workdir / "tokens").iterdir())
+    with pytest.raises(ValidationError, match="tokenizer: a vocabulary of 100277 tokens does not fit uint16"):
+        TokenizeConfig(input=[str(folder)], workdir=str(workdir), name="too-big", tokenizer="cl100k_base",
+                       vocab_dir=str(shared_data / "tokenizers"), dtype="uint16")
 
 
-def test_missing_input_is_a_config_error(tmp_path):
-    with pytest.raises(ValueError, match="input not found"):
-        TokenizeConfig(input=[str(tmp_path / "nope")])
+@pytest.mark.parametrize(("values", "message"), [
+    ({"input": ["nope"]}, "input not found: nope"),
+    ({"tokenizer": "gpt3"}, "tokenizer: unknown tokenizer 'gpt3'"),
+    ({"tokenizer": "gpt2", "vocab_dir": None}, "tokenizer: gpt2 needs a folder of vocabulary files"),
+    ({"tokenizer": "missing.json"}, "tokenizer: tokenizer file missing.json does not exist"),
+    ({"val_fraction": 1.5}, "val_fraction"),
+    ({"name": "a/b"}, "name"),
+])
+def test_config_checks_need_no_work(corpus, monkeypatch, values, message):
+    monkeypatch.delenv("FINEFORGE_TOKENIZER_DIR", raising=False)
+    _, folder, _ = corpus
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        TokenizeConfig(**{"input": [str(folder)], "tokenizer": "bytes", **values})
+
+
+def test_default_input_is_the_data_builds_corpus(corpus, tmp_path):
+    workdir, folder, _ = corpus
+    assert TokenizeConfig(workdir=str(workdir), tokenizer="bytes").input == [str(folder)]
+    with pytest.raises(ValidationError, match="no input: pass input, or build the corpus"):
+        TokenizeConfig(workdir=str(tmp_path), tokenizer="bytes")
 
 
 def test_tokenize_stage_writes_exact_documents_in_shards(corpus, shared_data, spark):
@@ -60,7 +79,8 @@ def test_tokenize_stage_writes_exact_documents_in_shards(corpus, shared_data, sp
     vocab_dir = str(shared_data / "tokenizers")
     config = TokenizeConfig(input=[str(folder)], workdir=str(workdir), name="gpt2", tokenizer="gpt2",
                             vocab_dir=vocab_dir, val_fraction=VAL_FRACTION, shard_tokens=SHARD_TOKENS)
-    stats = tokenize_corpus(spark, config)
+    output = tokenize_corpus(spark, config)
+    stats = output.statistics
     out = workdir / "tokens" / "gpt2"
     manifest = load_manifest(out, verify=True)
     tok = load_tokenizer("gpt2", vocab_dir)
@@ -72,7 +92,8 @@ def test_tokenize_stage_writes_exact_documents_in_shards(corpus, shared_data, sp
     assert stats["documents_out"] == len(good)
     assert stats["documents_longer_than_shard"] == 1
     assert (manifest["tokenizer"], manifest["vocab_size"], manifest["dtype"]) == ("gpt2", tok.vocab_size, "uint16")
-    assert json.loads((out / "stats.json").read_text())["fingerprint"] == stats["fingerprint"]
+    assert json.loads((out / "stats.json").read_text())["fingerprint"] == output.fingerprint
+    assert output.path == out and not output.skipped
     assert not list(out.glob("_parts")) and not list(workdir.glob("tokens/.*"))
 
     for split in ("train", "val"):
@@ -87,18 +108,19 @@ def test_tokenize_stage_writes_exact_documents_in_shards(corpus, shared_data, sp
     assert len([s for s in manifest["shards"] if s["split"] == "train"]) > 3  # the long document spans shards
 
     again = tokenize_corpus(spark, config)
-    assert again["skipped"] is True and again["fingerprint"] == stats["fingerprint"]
+    assert again.skipped and again.fingerprint == output.fingerprint and again.statistics == stats
 
 
 def test_trained_tokenizer_end_to_end(corpus, spark, tmp_path):
     workdir, folder, docs = corpus
     path = tmp_path / "bpe.json"
-    tok = train_bpe_tokenizer(spark, [str(folder)], vocab_size=600, output_path=path, sample_docs=150,
-                              val_fraction=VAL_FRACTION)
+    training = TokenizerTrainingConfig(input=[str(folder)], output=str(path), vocab_size=600, sample_docs=150,
+                                       val_fraction=VAL_FRACTION)
+    tok = train_bpe_tokenizer(spark, training)
     assert tok.vocab_size == 600 and path.is_file()
     config = TokenizeConfig(input=[str(folder)], workdir=str(workdir), name="bpe", tokenizer=str(path),
                             val_fraction=VAL_FRACTION)
-    stats = tokenize_corpus(spark, config)
+    stats = tokenize_corpus(spark, config).statistics
     out = workdir / "tokens" / "bpe"
     manifest = load_manifest(out)
     assert manifest["tokenizer_file"] == "tokenizer.json" and len(manifest["shards"]) == 2
