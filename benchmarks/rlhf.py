@@ -9,7 +9,7 @@
       briefly trained, may well stay near it; "the longer reply wins" is printed beside it;
     - known rules (`testkit/preferences.py`): the "gladly"/"never" keyword rule, where accuracy should be
       near 100 %, and sums answered right or off by 1, 2 or 5, which needs arithmetic on unseen sums.
-    Printed as a table (accuracy with its 95 % interval, mean margin, pairs, wall and CPU seconds: the
+    Printed as a table (accuracy with its Wilson 95 % interval, mean margin, pairs, wall and CPU seconds: the
     shared machine's load inflates the wall time, not the CPU time) and logged to MLflow.
 (b) The hacking demonstration (RLHF against the reward model of (a) while a held-out judge watches,
     `model/rl/watch.py`) is not here yet: it needs the RL stage. It goes into PARTS as `hacking`, and can
@@ -127,9 +127,13 @@ def longer_reply_accuracy(data: Path) -> float:
     return sum(right) / len(right)
 
 
-def interval(accuracy: float, pairs: int) -> float:
-    """Half-width of the normal-approximation 95 % interval of an accuracy over `pairs` pairs."""
-    return 1.96 * math.sqrt(accuracy * (1 - accuracy) / pairs)
+def interval(accuracy: float, pairs: int) -> tuple[float, float]:
+    """The Wilson 95 % interval of an accuracy over `pairs` pairs (unlike the normal approximation, it does not
+    shrink to nothing at 0 % or 100 %)."""
+    z2 = 1.96**2
+    centre = (accuracy + z2 / (2 * pairs)) / (1 + z2 / pairs)
+    half = 1.96 * math.sqrt(accuracy * (1 - accuracy) / pairs + z2 / (4 * pairs**2)) / (1 + z2 / pairs)
+    return centre - half, centre + half
 
 
 def reward_row(name: str, data: Path, trunk: Path, work: Path, nproc: int) -> dict:
@@ -202,7 +206,8 @@ def table(rows: list[dict]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        accuracy = f"{100 * r['accuracy']:.1f} % | ± {100 * r['ci95']:.1f}" if "accuracy" in r else " | "
+        low, high = r.get("ci95", (0, 0))
+        accuracy = f"{100 * r['accuracy']:.1f} % | {100 * low:.1f}-{100 * high:.1f} %" if "accuracy" in r else " | "
         margin = f"{r['margin']:.2f}" if "margin" in r else ""
         cells = [r.get(k, "") for k in ("steps", "train_pairs", "heldout_pairs")]
         lines.append(
