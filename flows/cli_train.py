@@ -1,40 +1,21 @@
-"""`fineforge train ...` commands: each merges its options into a stage config, checks the flow config before
-anything starts, and runs the stage's Prefect flow. The options every command shares are defined once here."""
+"""`fineforge train ...` commands."""
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from fineforge.flows.cli_config import merged_values, read_config_file
+from fineforge.flows.cli_config import Config, merged_values, read_config_file
 from fineforge.flows.cli_output import console, fail, validation_message
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 train_app = typer.Typer(no_args_is_help=True)
-
-T = TypeVar("T")
-
-# The options of every `train` command (typer reads them from the parameters' defaults).
-RUN_DIR = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here.")
-CONFIG_FILE = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override.")
-MAX_STEPS = typer.Option(None, help="Optimizer steps.")
-TOKENIZER_DIR = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, o200k_base; "
-                             "default $FINEFORGE_TOKENIZER_DIR).")
-SETTINGS = typer.Option(None, "--set", help="Any trainer field, e.g. --set lr=6e-4 (repeatable).")
-NPROC_PER_NODE = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node.")
-NNODES = typer.Option(1, help="Nodes of the run; more than 1 needs --rdzv-endpoint.")
-NODE_RANK = typer.Option(0, help="This node's index; nodes other than 0 only run torchrun.")
-RDZV_ENDPOINT = typer.Option(None, help="host:port of the rendezvous, the same on every node.")
-RDZV_ID = typer.Option("fineforge", help="Id of this run's rendezvous, the same on every node.")
-TORCHRUN_ARGS = typer.Option(None, "--torchrun-arg", help="Further torchrun argument, e.g. "
-                             "--torchrun-arg=--max-restarts=3 (repeatable).")
-RETRIES = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint.")
-MLFLOW_URI = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite).")
 
 
 def parse_settings(settings: list[str]) -> dict:
@@ -60,58 +41,151 @@ def refusal_message(error) -> str:
     return str(causes[0]) if causes else validation_message(error)
 
 
-def trainer_values(config_file: Path | None, options: dict[str, Any], settings: list[str] | None,
+@train_app.command("pretrain")
+def pretrain_command(
+    data: Path = typer.Option(None, "--data", "-d", help="Token shards folder (with manifest.json)."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override."),
+    preset: str = typer.Option(None, "--model", "-m", help="Model preset: tiny, small-cpu, gpt2-124m, ..."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
+    settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set lr=6e-4 (repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    nnodes: int = typer.Option(1, help="Nodes of the run; more than 1 needs --rdzv-endpoint."),
+    node_rank: int = typer.Option(0, help="This node's index; nodes other than 0 only run torchrun."),
+    rdzv_endpoint: str = typer.Option(None, help="host:port of the rendezvous, the same on every node."),
+    rdzv_id: str = typer.Option("fineforge", help="Id of this run's rendezvous, the same on every node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument, e.g. "
+                                            "--torchrun-arg=--max-restarts=3 (repeatable)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
+    from fineforge.flows.pretrain_config import PretrainFlowConfig
+    from fineforge.model.pretrain import PretrainConfig
+
+    paths = {"data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
+    values = trainer_values(config_file, {**paths, "model": preset, "max_steps": max_steps}, settings,
+                            {"data_dir": "--data", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank, "retries": retries,
+              "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(PretrainConfig, PretrainFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.pretrain:pretrain", "fineforge.model.pretrain", flow_config, "pretraining")
+
+
+@train_app.command("rl")
+def rl_command(
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="The policy to start from: an SFT checkpoint or run "
+                                    "folder (its newest checkpoint)."),
+    prompts: Path = typer.Option(None, "--prompts", "-p", help="JSONL prompts with answers (the conversation "
+                                 "stage's train.jsonl, GSM8K lines)."),
+    eval_prompts: Path = typer.Option(None, "--eval-prompts", help="Held-out JSONL prompts: pass@1 and pass@k "
+                                      "every eval_every steps."),
+    verifier: str = typer.Option(None, "--verifier", help="gsm8k, word_problems, letter_count, or "
+                                 "package.module:attribute (default gsm8k)."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of RL fields; options override."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
+    settings: list[str] = typer.Option(None, "--set", help="Any RL field, e.g. --set samples_per_prompt=16 "
+                                       "(repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Reinforce a chat model's verified answers (GRPO) under torchrun (Prefect flow `rl`)."""
+    from fineforge.flows.rl_config import RLFlowConfig
+    from fineforge.model.rl.stage_config import RLConfig
+
+    options = {"init_checkpoint": checkpoint, "prompts": prompts, "eval_prompts": eval_prompts, "verifier": verifier,
+               "run_dir": run_dir, "tokenizer_dir": tokenizer_dir, "max_steps": max_steps}
+    values = trainer_values(config_file, options, settings, {"init_checkpoint": "--checkpoint",
+                                                             "prompts": "--prompts", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(RLConfig, RLFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.rl:rl", "fineforge.model.rl", flow_config, "rl")
+
+
+@train_app.command("reward")
+def reward_command(
+    data: Path = typer.Option(None, "--data", "-d", help="Preference set folder (`fineforge reward pairs`)."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="The trunk: an SFT (or pretrained) checkpoint or "
+                                    "run folder (its newest checkpoint)."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
+    settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set margin=0.5 (repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Train a reward model (the trunk + a scalar head, Bradley-Terry) under torchrun (Prefect flow `reward_model`)."""
+    from fineforge.flows.reward_model_config import RewardModelFlowConfig
+    from fineforge.model.reward import RewardConfig
+
+    paths = {"data_dir": data, "init_checkpoint": checkpoint, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
+    values = trainer_values(config_file, {**paths, "max_steps": max_steps}, settings,
+                            {"data_dir": "--data", "init_checkpoint": "--checkpoint", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(RewardConfig, RewardModelFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.reward_model:reward_model", "fineforge.model.reward", flow_config,
+                      "reward model")
+
+def trainer_values(config_file: Path | None, options: dict, settings: list[str] | None,
                    required: dict[str, str]) -> dict:
-    """A stage's fields: the config file's, overridden by the options given, then by `--set` (a dotted name sets a
-    nested value); `required` maps the fields that must end up set to the option that sets them."""
-    values = merged_values(read_config_file(config_file), {**options, **parse_settings(settings or [])})
+    """A stage's fields from the config file, then the options given (paths as text), then the `--set`s; a
+    `required` field (name -> its option) given nowhere fails naming the option."""
+    values = merged_values(read_config_file(config_file), options)
+    values.update(parse_settings(settings or []))  # after the merge: `--set top_k=null` sets None
     for name, flag in required.items():
         if name not in values:
             fail(f"{flag} is required (or {name!r} in the config file)")
     return values
 
 
-def checked(build: Callable[[], T]) -> T:
-    """`build()` (the configs of a run, validated with every pre-launch check), or its one error line and exit 2."""
+def checked_flow_config(config_type: type, flow_config_type: type[Config], values: dict, launch: dict,
+                        mlflow_uri: str | None) -> Config:
+    """The flow's config after every check of the stage (data, tokenizer, checkpoint, batch arithmetic) and of the
+    launch, or one error line and exit 2: nothing has started."""
     from pydantic import ValidationError
 
-    from fineforge.model.config import ConfigError
+    from fineforge.model.config import ConfigError, config_from_dict
+    from fineforge.tasks.training.launch import LaunchConfig
 
     try:
-        return build()
+        config = config_from_dict(config_type, values)
+        return flow_config_type(train=config, launch=LaunchConfig(**launch), mlflow_tracking_uri=mlflow_uri)
     except ConfigError as e:
         fail(str(e))
     except ValidationError as e:
         fail(refusal_message(e))
 
 
-def launch_config(nproc_per_node: int, nnodes: int, node_rank: int, rdzv_endpoint: str | None, rdzv_id: str,
-                  torchrun_args: list[str] | None, retries: int):
-    """The LaunchConfig of the launch options (raises pydantic's ValidationError for a bad one)."""
-    from fineforge.tasks.training.launch import LaunchConfig
-
-    return LaunchConfig(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank, retries=retries,
-                        rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, launcher_args=torchrun_args or [])
-
-
-def run_training(flow: str, module: str, flow_config, title: str) -> None:
-    """Run the flow `flow` ("package.module:function") on node 0, or only torchrun on the other nodes, and print
-    the run's summary. Prefect is imported here, after the run folder's runtime is prepared."""
+def run_training_flow(flow_path: str, module: str, flow_config: BaseModel, title: str) -> None:
+    """Run the training flow `flow_path` ("package.module:flow") on node 0, only torchrun on the other nodes
+    (node 0's flow owns the Prefect run; global rank 0 the MLflow run); print the result as a table."""
     from dataclasses import asdict
+    from importlib import import_module
 
     from fineforge.flows.runtime import prepare_runtime
 
-    train, launch = flow_config.train, flow_config.launch
-    prepare_runtime(Path(train.run_dir))
+    config, launch = flow_config.train, flow_config.launch
+    prepare_runtime(Path(config.run_dir))  # before Prefect is imported
     from fineforge.tasks.training.launch import TorchrunError, launch_training
 
     try:
-        if launch.node_rank > 0:  # node 0's flow owns the Prefect run; global rank 0 the MLflow run
-            node_config = Path(train.run_dir) / f"{title}_config.node{launch.node_rank}.json"
-            launch_training(module, asdict(train), node_config, launch)
+        if launch.node_rank > 0:
+            node_config = Path(config.run_dir) / f"{module.rsplit('.', 1)[-1]}_config.node{launch.node_rank}.json"
+            launch_training(module, asdict(config), node_config, launch)
             return
-        module_name, function = flow.split(":")
-        result = getattr(importlib.import_module(module_name), function)(flow_config)
+        module_name, flow_name = flow_path.split(":")
+        result = getattr(import_module(module_name), flow_name)(flow_config)
     except TorchrunError as e:
         fail(str(e).splitlines()[0], code=1)  # the whole log was streamed above
     table = Table(title=title)
@@ -120,71 +194,3 @@ def run_training(flow: str, module: str, flow_config, title: str) -> None:
     for key, value in result.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
-
-
-@train_app.command("pretrain")
-def pretrain_command(
-    data: Path = typer.Option(None, "--data", "-d", help="Token shards folder (with manifest.json)."),
-    run_dir: Path = RUN_DIR,
-    config_file: Path = CONFIG_FILE,
-    preset: str = typer.Option(None, "--model", "-m", help="Model preset: tiny, small-cpu, gpt2-124m, ..."),
-    max_steps: int = MAX_STEPS,
-    tokenizer_dir: Path = TOKENIZER_DIR,
-    settings: list[str] = SETTINGS,
-    nproc_per_node: int = NPROC_PER_NODE,
-    nnodes: int = NNODES,
-    node_rank: int = NODE_RANK,
-    rdzv_endpoint: str = RDZV_ENDPOINT,
-    rdzv_id: str = RDZV_ID,
-    torchrun_args: list[str] = TORCHRUN_ARGS,
-    retries: int = RETRIES,
-    mlflow_uri: str = MLFLOW_URI,
-) -> None:
-    """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
-    from fineforge.flows.pretrain_config import PretrainFlowConfig
-    from fineforge.model.config import config_from_dict
-    from fineforge.model.pretrain import PretrainConfig
-
-    options = {"data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir, "model": preset,
-               "max_steps": max_steps}
-    values = trainer_values(config_file, options, settings, {"data_dir": "--data", "run_dir": "--run-dir"})
-    flow_config = checked(lambda: PretrainFlowConfig(
-        train=config_from_dict(PretrainConfig, values), mlflow_tracking_uri=mlflow_uri,
-        launch=launch_config(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, torchrun_args, retries),
-    ))  # fmt: skip
-    run_training("fineforge.flows.pretrain:pretrain", "fineforge.model.pretrain", flow_config, "pretrain")
-
-
-@train_app.command("reward")
-def reward_command(
-    data: Path = typer.Option(None, "--data", "-d", help="Preference set folder (`fineforge reward pairs`)."),
-    checkpoint: Path = typer.Option(None, "--checkpoint", help="The trunk: an SFT (or pretrained) checkpoint or "
-                                    "run folder (its newest checkpoint)."),
-    run_dir: Path = RUN_DIR,
-    config_file: Path = CONFIG_FILE,
-    max_steps: int = MAX_STEPS,
-    tokenizer_dir: Path = TOKENIZER_DIR,
-    settings: list[str] = SETTINGS,
-    nproc_per_node: int = NPROC_PER_NODE,
-    nnodes: int = NNODES,
-    node_rank: int = NODE_RANK,
-    rdzv_endpoint: str = RDZV_ENDPOINT,
-    rdzv_id: str = RDZV_ID,
-    torchrun_args: list[str] = TORCHRUN_ARGS,
-    retries: int = RETRIES,
-    mlflow_uri: str = MLFLOW_URI,
-) -> None:
-    """Train a reward model (the trunk + a scalar head, Bradley-Terry) under torchrun (Prefect flow `reward_model`)."""
-    from fineforge.flows.reward_model_config import RewardModelFlowConfig
-    from fineforge.model.config import config_from_dict
-    from fineforge.model.reward import RewardConfig
-
-    options = {"data_dir": data, "init_checkpoint": checkpoint, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir,
-               "max_steps": max_steps}
-    values = trainer_values(config_file, options, settings,
-                            {"data_dir": "--data", "init_checkpoint": "--checkpoint", "run_dir": "--run-dir"})
-    flow_config = checked(lambda: RewardModelFlowConfig(
-        train=config_from_dict(RewardConfig, values), mlflow_tracking_uri=mlflow_uri,
-        launch=launch_config(nproc_per_node, nnodes, node_rank, rdzv_endpoint, rdzv_id, torchrun_args, retries),
-    ))  # fmt: skip
-    run_training("fineforge.flows.reward_model:reward_model", "fineforge.model.reward", flow_config, "reward")
