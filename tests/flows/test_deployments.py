@@ -25,7 +25,7 @@ WARC = "cc-main-2014-35-sample.warc"
 RUN_SECONDS = 900
 PRETRAIN_STEPS = 6
 RL_STEPS = 2
-DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "rl/default")
+DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "rl/default", "reward_model/default")
 HTML_TAG = re.compile(r"<[^>]*>")  # the UI renders descriptions as HTML: "<workdir>" disappears
 
 
