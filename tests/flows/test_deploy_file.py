@@ -11,9 +11,8 @@ runner = CliRunner()
 
 def test_the_repository_prefect_yaml_lists_every_flow_once_on_the_fineforge_pool():
     specs = read_deployments(PREFECT_FILE)
-    defaults = [spec.entrypoint.rsplit(":", 1)[1] for spec in specs if spec.name == "default"]
-    assert sorted(defaults) == sorted(["data_build", "tokenize", "pretrain", "sft", "interrogate", "rl",
-                                       "collect_rankings"])
+    flows = ["collect_rankings", "data_build", "interrogate", "pretrain", "reward_model", "rl", "sft", "tokenize"]
+    assert sorted(spec.entrypoint.rsplit(":", 1)[1] for spec in specs if spec.name == "default") == flows
     assert {spec.work_pool for spec in specs} == {"fineforge"}
 
 
