@@ -118,7 +118,11 @@ def sft_command(
 
 
 @train_app.command("rl")
+@train_app.command("rlhf", help="RLHF: `train rl` with the rewards from --reward-model, a KL penalty to the SFT "
+                   "reference (--set kl_beta=..., kl_target=... adapts it) and the reward-hacking watch "
+                   "(--set watch_window=...), judged by --judge-model or the verifier.")
 def rl_command(
+    ctx: typer.Context,
     checkpoint: Path = typer.Option(None, "--checkpoint", help="The policy to start from: an SFT checkpoint or run "
                                     "folder (its newest checkpoint)."),
     prompts: Path = typer.Option(None, "--prompts", "-p", help="JSONL prompts with answers (the conversation "
@@ -126,7 +130,10 @@ def rl_command(
     eval_prompts: Path = typer.Option(None, "--eval-prompts", help="Held-out JSONL prompts: pass@1 and pass@k "
                                       "every eval_every steps."),
     verifier: str = typer.Option(None, "--verifier", help="gsm8k, word_problems, letter_count, or "
-                                 "package.module:attribute (default gsm8k)."),
+                                 "package.module:attribute (default gsm8k; rlhf: none, or the watch's judge)."),
+    reward_model: Path = typer.Option(None, "--reward-model", help="RLHF: a reward model (`fineforge train reward`) "
+                                      "gives the rewards."),
+    judge_model: Path = typer.Option(None, "--judge-model", help="RLHF: a second reward model, the watch's judge."),
     run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of RL fields; options override."),
     max_steps: int = typer.Option(None, help="Optimizer steps."),
@@ -144,9 +151,14 @@ def rl_command(
     from fineforge.model.rl.stage_config import RLConfig
 
     options = {"init_checkpoint": checkpoint, "prompts": prompts, "eval_prompts": eval_prompts, "verifier": verifier,
-               "run_dir": run_dir, "tokenizer_dir": tokenizer_dir, "max_steps": max_steps}
-    values = trainer_values(config_file, options, settings, {"init_checkpoint": "--checkpoint",
-                                                             "prompts": "--prompts", "run_dir": "--run-dir"})
+               "reward_model": reward_model, "judge_model": judge_model, "run_dir": run_dir,
+               "tokenizer_dir": tokenizer_dir, "max_steps": max_steps}
+    required = {"init_checkpoint": "--checkpoint", "prompts": "--prompts", "run_dir": "--run-dir"}
+    rlhf = ctx.info_name == "rlhf"
+    values = trainer_values(config_file, options, settings, {**required, **({"reward_model": "--reward-model"}
+                                                                            if rlhf else {})})
+    if rlhf:
+        values.setdefault("verifier", None)  # RLHF prompts need no answers unless a verifier judges
     launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
     flow_config = checked_flow_config(RLConfig, RLFlowConfig, values, launch, mlflow_uri)
     run_training_flow("fineforge.flows.rl:rl", "fineforge.model.rl", flow_config, "rl")

@@ -164,6 +164,12 @@ class Tracker:
         tags = [RunTag(f"changed_on_resume.{k}", v) for k, v in changed.items()]
         self.client.log_batch(self.run_id, params=new, tags=tags)
 
+    def tags(self, tags: dict[str, str]) -> None:
+        """Tags of the MLflow run (e.g. why it stopped early)."""
+        if self.enabled and self.client is not None:
+            for key, value in tags.items():
+                self.client.set_tag(self.run_id, key, value)
+
     def config(self, config: dict) -> None:
         """The run's whole config as the artifact config.json."""
         if self.enabled and self.client is not None:

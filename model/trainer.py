@@ -207,6 +207,12 @@ class Stage(ABC):
         seconds and the world's tokens), logged with the trainer's. Nothing by default."""
         return {}
 
+    def early_stop(self) -> dict | None:
+        """Called on every rank after each step's evaluation, samples and checkpoint: a JSON dict (the same on every
+        rank) ends the run at this step. It joins the summary (with `stopped_early: true`; a `checkpoint` key names
+        the checkpoint the run keeps), and its `tags` (str -> str) tag the MLflow run. None: train on (default)."""
+        return None
+
     @abstractmethod
     def data_position(self) -> dict:
         """Where the training data continues, as JSON (saved in every checkpoint)."""
@@ -398,20 +404,28 @@ class Trainer:
         """Train to max_steps; return the summary (also written to run_dir/summary.json on rank 0)."""
         self._start()
         done = self.run_dir / SUMMARY_FILE
-        if self.step >= self.config.max_steps and done.is_file():
+        if done.is_file() and (self.step >= self.config.max_steps or json.loads(done.read_text()).get("stopped_early")):
             log.info("run already complete at step %d: %s", self.step, done)
             return json.loads(done.read_text())
         steps: list[dict[str, float | None]] = []
-        evaluation, final_checkpoint = None, None
-        while self.step < self.config.max_steps:
+        evaluation, final_checkpoint, stop = None, None, None
+        while self.step < self.config.max_steps and stop is None:
             steps.append(self.measured_step())
             self._log_step(steps[-1])
             step_evaluation, checkpoint = self._on_cadence()
             evaluation = step_evaluation or evaluation
             final_checkpoint = checkpoint or final_checkpoint
+            stop = self.stage.early_stop()
         if evaluation is None:  # killed between the final checkpoint and the summary
             evaluation = self.evaluate()
         summary = self._summary(steps, evaluation, final_checkpoint)
+        if stop is not None:
+            tags = stop.pop("tags", {})
+            summary.update(stopped_early=True, **stop)
+            final_checkpoint = Path(summary["checkpoint"]) if summary["checkpoint"] else None
+            self.tracker.tags(tags)
+            if self.world.rank == 0:
+                log.info("stopped early at step %d: %s", self.step, stop)
         if self.world.rank == 0:
             self.tracker.event("end", **summary)
             done.write_text(json.dumps(summary, indent=2))

@@ -22,6 +22,8 @@ from fineforge.model.checkpoint import (
 )
 from fineforge.model.config import ConfigError
 from fineforge.model.gpt import GPTConfig
+from fineforge.model.reward_model import STAGE as REWARD_STAGE
+from fineforge.model.reward_model import require_same_tokenizer
 from fineforge.model.rl.prompts import Prompt, read_prompt_set
 from fineforge.model.rl.stage_config import RLConfig
 from fineforge.model.shards import file_sha256
@@ -103,6 +105,24 @@ def check_reference(config: RLConfig, init_meta: dict, shape: GPTConfig) -> Path
     return path
 
 
+def check_reward_model(name: str, spec: str, tokenizer: Tokenizer, shape: GPTConfig) -> Path:
+    """A reward model a field names: a reward checkpoint that reads the policy's tokenizer and whose context
+    holds the policy's (every prompt and reply fits both); checked on its metadata, nothing loaded."""
+    try:
+        path = find_checkpoint(spec)
+        meta = read_meta(path)
+        if meta.get("stage") != REWARD_STAGE:
+            raise CheckpointError(f"{path} is a {meta.get('stage') or 'language model'} checkpoint, not a reward model "
+                                  "(train one with `fineforge train reward`)")
+        require_same_tokenizer(meta, tokenizer, "the policy")
+    except CheckpointError as exc:
+        raise field_error(name, str(exc)) from exc
+    context = (meta.get("model") or {}).get("block_size", 0)
+    if context < shape.block_size:
+        raise field_error(name, f"{path} reads {context} tokens, less than the policy's context of {shape.block_size}")
+    return path
+
+
 @dataclass
 class PromptSet:
     """A checked prompt set: its prompts, their chat-rendered ids and the sha256 of its file."""
@@ -117,12 +137,13 @@ class PromptSet:
         return [p.metadata for p in self.prompts]
 
 
-def prompt_set(name: str, path: str, verifier: Verifier, template: ChatTemplate, room: int) -> PromptSet:
-    """Read, check and render the prompt set a field names; every prompt must hold what the verifier needs and
-    fit in `room` tokens (the context less the token budget)."""
+def prompt_set(name: str, path: str, verifier: Verifier | None, template: ChatTemplate, room: int) -> PromptSet:
+    """Read, check and render the prompt set a field names; every prompt must hold what the verifier (if any)
+    needs and fit in `room` tokens (the context less the token budget)."""
     prompts = read_prompt_set(path, f"rl config field {name!r}")
     try:
-        check_prompt_set(verifier, [p.metadata for p in prompts])
+        if verifier is not None:
+            check_prompt_set(verifier, [p.metadata for p in prompts])
     except MissingAnswerError as exc:
         raise field_error(name, f"{path}: {exc}") from exc
     ids = [template.render_prompt(p.messages) for p in prompts]

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -30,6 +31,7 @@ from fineforge.model.chat import ChatTemplate
 from fineforge.model.checkpoint import load_weights_into, read_meta
 from fineforge.model.engine import Engine, SamplingConfig, row_seed
 from fineforge.model.gpt import GPT
+from fineforge.model.reward_model import load_reward_model
 from fineforge.model.rl.advantages import group_advantages, groups_to_train, zero_variance_groups
 from fineforge.model.rl.buffer import (
     BufferLayout,
@@ -43,6 +45,7 @@ from fineforge.model.rl.buffer import (
 from fineforge.model.rl.checks import (
     check_reference,
     check_resume_prompts,
+    check_reward_model,
     checkpoint_model,
     checkpoint_tokenizer,
     field_error,
@@ -50,10 +53,21 @@ from fineforge.model.rl.checks import (
     resolve_verifier,
 )
 from fineforge.model.rl.evaluation import held_out_passes
+from fineforge.model.rl.feedback import (
+    BEST_CHECKPOINT,
+    WATCH_METRICS,
+    ModelScorer,
+    keep_best_checkpoint,
+    model_rewards,
+    verifier_judge,
+    watch_sums,
+)
+from fineforge.model.rl.kl_control import KLController, sampled_kl
 from fineforge.model.rl.logprobs import completion_logprobs
 from fineforge.model.rl.loss import masked_sum, policy_loss
 from fineforge.model.rl.rollouts import Rollout, RolloutSampler, RolloutStats, score_groups
 from fineforge.model.rl.stage_config import RLConfig
+from fineforge.model.rl.watch import RewardHackingWatch
 from fineforge.model.tokenizer import IM_END
 from fineforge.model.tool_loop import PYTHON, ToolLoop
 from fineforge.model.trainer import BatchLoss, Stage, StagePlan, World
@@ -95,7 +109,7 @@ class RLStage(Stage):
             log.warning("%s is a pretrained checkpoint, not an SFT one: its replies may never state an answer",
                         self.init_path)
         self.tokenizer = checkpoint_tokenizer(self.init_path, init_meta, self.model_config, c.tokenizer_dir)
-        self.verifier = resolve_verifier(c.verifier)
+        self.verifier = resolve_verifier(c.verifier) if c.verifier else None
         if c.python_tool == "sandbox":
             from fineforge.model.tools.sandbox import namespaces_available
 
@@ -112,12 +126,15 @@ class RLStage(Stage):
         self.eval_set = prompt_set("eval_prompts", c.eval_prompts, self.verifier, template, room) \
             if c.eval_prompts else None
         self.reference_path = check_reference(c, init_meta, self.model_config)
+        self.reward_paths = {name: check_reward_model(name, getattr(c, name), self.tokenizer, self.model_config)
+                             for name in ("reward_model", "judge_model") if getattr(c, name)}
         meta = {
             "tokenizer": init_meta["tokenizer"],
             "init_checkpoint": {"path": str(self.init_path.resolve()), "step": init_meta["step"],
                                 "stage": init_meta.get("stage")},
             "prompts": {"path": str(self.train_set.path.resolve()), "sha256": self.train_set.sha256},
-            "verifier": self.verifier.name,
+            "verifier": self.verifier.name if self.verifier else None,
+            **{name: str(path.resolve()) for name, path in self.reward_paths.items()},
         }  # fmt: skip
         return StagePlan(micro_steps_per_update(c, world_size), self.model_config.to_dict(), meta)
 
@@ -136,8 +153,15 @@ class RLStage(Stage):
                                   stop_tokens=(stop_id,))
         engine = Engine(self.policy, vocab_size=self.tokenizer.vocab_size)
         self.sampler = RolloutSampler(engine, sampling, self.tokenizer, stop_id, self._tools())
-        self.scorer = SafeScorer(self.verifier, c.reward())
-        self.eval_scorer = SafeScorer(self.verifier)  # a held-out sample passes on the verifier's own reward
+        self.scorer = SafeScorer(self.verifier, c.reward()) if self.verifier else None
+        self.eval_scorer = SafeScorer(self.verifier) if self.verifier else None  # held out: the verifier's own reward
+        self.reward_scorer = self._model_scorer("reward_model")
+        self.judge = verifier_judge(self.eval_scorer) if self.eval_scorer else None
+        if "judge_model" in self.reward_paths:
+            self.judge = self._model_scorer("judge_model")
+        self.kl = KLController(c.kl_beta, c.kl_target, c.kl_horizon)
+        self.watch = RewardHackingWatch(c.watch()) if c.watch_window else None
+        self.steps_taken = 0  # optimizer steps (restored with the data position)
         self.grpo = c.grpo()
         self.layout = BufferLayout(c.ppo_epochs, c.minibatches, c.micro_batch_size, world.world_size)
         self.reference = self._reference()
@@ -148,9 +172,17 @@ class RLStage(Stage):
         self.update_sums = torch.zeros(len(UPDATE_SUMS) + 1, dtype=torch.float64)
         self._orders: dict[int, list[int]] = {}
         if world.rank == 0:
-            log.info("rl: %d prompts (%d held out), %d x %d roll-outs per batch, %d update(s) per batch, verifier %s",
+            log.info("rl: %d prompts (%d held out), %d x %d roll-outs a batch, %d update(s) per batch, rewards: %s",
                      len(self.train_set.ids), len(self.eval_set.ids) if self.eval_set else 0, c.prompts_per_rollout,
-                     c.samples_per_prompt, c.updates_per_rollout, self.verifier.name)
+                     c.samples_per_prompt, c.updates_per_rollout, c.reward_model or f"verifier {self.verifier.name}")
+
+    def _model_scorer(self, name: str) -> ModelScorer | None:
+        """The reward model a field names, on this rank's device, as a scorer of roll-outs (None without one)."""
+        if name not in self.reward_paths:
+            return None
+        model, _ = load_reward_model(self.reward_paths[name], str(self.device))
+        return ModelScorer(model.requires_grad_(False), self.tokenizer.eot_id, self.config.unfinished_reward,
+                           self.config.reward_batch_size)
 
     def _tools(self) -> ToolLoop | None:
         if self.config.python_tool is None:
@@ -187,7 +219,7 @@ class RLStage(Stage):
     def _refill(self) -> None:
         """Sample, score and record this rank's share of the next roll-out batch; queue its micro-batches."""
         c, rank = self.config, self.world.rank
-        started, errors_before = time.perf_counter(), self.scorer.errors.total()
+        started, errors_before = time.perf_counter(), self._verifier_errors()
         share = c.prompts_per_rollout // self.world.world_size
         first = self.rollout_batches * c.prompts_per_rollout + rank * share
         indices = [self.prompt_index(first + i) for i in range(share)]
@@ -197,7 +229,9 @@ class RLStage(Stage):
                                            rank * share)
         self.policy.train()  # the engine samples in eval mode
         metadata = [self.train_set.prompts[i].metadata for i in indices]
-        rewards = score_groups(rollouts, metadata, c.samples_per_prompt, self.scorer)
+        with self.autocast:
+            rewards = model_rewards(rollouts, c.samples_per_prompt, self.reward_scorer) if self.reward_scorer \
+                else score_groups(rollouts, metadata, c.samples_per_prompt, self.scorer)
         kept = groups_to_train(rewards, self.grpo)
         rows = training_rows(rollouts, group_advantages(rewards, self.grpo), kept, c.samples_per_prompt)
         pad_id = self.tokenizer.eot_id
@@ -209,11 +243,17 @@ class RLStage(Stage):
                 for row, logp in zip(rows, row_logprobs(self.reference, rows, c.micro_batch_size, pad_id,
                                                         c.temperature, self.device), strict=True):
                     row.ref_logp = logp
+        if self.reference is not None and self.kl.target is not None:
+            kl_sum, tokens = self._world_sum(torch.tensor(sampled_kl(
+                [r.old_logp for r in rows], [r.ref_logp for r in rows], [r.weights for r in rows]),
+                dtype=torch.float64)).tolist()
+            if tokens > 0:
+                self.grpo.kl_beta = self.kl.update(kl_sum / tokens, c.prompts_per_rollout * c.samples_per_prompt)
         steps = step_order(len(rows), self.layout, row_seed(seed, rank))
         totals = self._world_sum(local_step_totals(rows, steps))
         self.queue.extend(micro_batches(rows, steps, totals, self.layout, pad_id))
         self.rollout_stats = RolloutStats.of(rollouts, rewards, zero_variance_groups(rewards), ~kept,
-                                             self.scorer.errors.total() - errors_before, started)
+                                             self._verifier_errors() - errors_before, started)
         self.last_rollouts = (rollouts, indices)
         self.rollout_batches += 1
 
@@ -237,6 +277,9 @@ class RLStage(Stage):
         metrics = {name: value / count for name, value in zip(UPDATE_SUMS, sums[:-1], strict=True)}
         if self.reference is None:
             del metrics["kl"]
+        else:
+            metrics["kl_beta"] = self.grpo.kl_beta
+        self.steps_taken += 1
         rollout_seconds = 0.0
         if self.rollout_stats is not None:
             stats, self.rollout_stats = self.rollout_stats, None
@@ -248,13 +291,36 @@ class RLStage(Stage):
         return metrics
 
     def evaluate(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """pass@1 and pass@k of the first `eval_count` held-out prompts (each rank a contiguous share)."""
+        """On the first `eval_count` held-out prompts (each rank a contiguous share): with a reward model the
+        watch's measures (and the watch updated), else pass@1 and pass@k."""
         if self.eval_set is None:
             return {}
         c, world = self.config, self.world
         count = min(c.eval_count, len(self.eval_set.ids))
         start, end = count * world.rank // world.world_size, count * (world.rank + 1) // world.world_size
         chunk = max(1, c.prompts_per_rollout // world.world_size * c.samples_per_prompt // c.eval_samples)
+        values = self._watch_values(start, end, chunk) if self.reward_scorer else self._passes(start, end, chunk,
+                                                                                                count)
+        return {name: torch.tensor(value, device=self.device) for name, value in values.items()}
+
+    def _watch_values(self, start: int, end: int, chunk: int) -> dict[str, float]:
+        """Reward-model score, judge score and reply statistics of the held-out replies; the watch fed."""
+        c, judge = self.config, self.judge or (lambda rollouts, metadata: [0.0] * len(rollouts))
+        sums = watch_sums(self.sampler, self.eval_set.ids[start:end], self.eval_set.metadata[start:end],
+                          c.eval_samples, row_seed(c.seed, EVAL_STREAM), start, chunk, self.reward_scorer, judge)
+        totals = self._world_sum(torch.tensor(sums, dtype=torch.float64)).tolist()
+        values = {f"watch_{name}": total / max(totals[-1], 1.0) for name, total in zip(WATCH_METRICS, totals,
+                                                                                       strict=False)}
+        if self.judge is None:
+            del values["watch_judge"]
+        watch = self.watch
+        if watch is not None and (not watch.points or watch.points[-1].step < self.steps_taken):  # not re-evaluated
+            watch.update(self.steps_taken, values["watch_reward_model"], values["watch_judge"])
+        return values
+
+    def _passes(self, start: int, end: int, chunk: int, count: int) -> dict[str, float]:
+        """pass@1, pass@k, mean reward and reply length of the held-out samples, over the world."""
+        c = self.config
         result = held_out_passes(self.sampler, self.eval_set.ids[start:end], self.eval_set.metadata[start:end],
                                  c.eval_samples, self.eval_scorer, c.pass_threshold, row_seed(c.seed, EVAL_STREAM),
                                  start, chunk)
@@ -263,9 +329,24 @@ class RLStage(Stage):
                              result.length_sum], dtype=torch.float64)
         pass_1, pass_k, reward, length = (self._world_sum(sums) / torch.tensor([count, count, count * c.eval_samples,
                                                                                 count * c.eval_samples])).tolist()
-        values = {"pass_at_1": pass_1, f"pass_at_{c.pass_k}": pass_k, "eval_reward_mean": reward,
-                  "eval_response_length": length}
-        return {name: torch.tensor(value, device=self.device) for name, value in values.items()}
+        return {"pass_at_1": pass_1, f"pass_at_{c.pass_k}": pass_k, "eval_reward_mean": reward,
+                "eval_response_length": length}
+
+    def early_stop(self) -> dict | None:
+        """With the watch: keep the checkpoint of each new best judge score; stop where the watch fires."""
+        watch = self.watch
+        if watch is None or not watch.points or watch.points[-1].step != self.steps_taken:
+            return None  # no evaluation at this step
+        run_dir = Path(self.config.run_dir)
+        if watch.best_step == self.steps_taken and self.world.rank == 0:
+            keep_best_checkpoint(run_dir)
+        if watch.fired_at != self.steps_taken:
+            return None
+        log.warning("reward-hacking watch fired at step %d: the reward model's score rose while the judge's fell; "
+                    "stopping at the best checkpoint (step %s)", self.steps_taken, watch.best_step)
+        return {"watch_fired_at": watch.fired_at, "best_step": watch.best_step,
+                "checkpoint": str(run_dir / BEST_CHECKPOINT),
+                "tags": {"fineforge.watch": "fired", "fineforge.watch.best_step": str(watch.best_step)}}
 
     def samples(self, model: nn.Module, step: int) -> str | None:
         """The first `sample_groups` groups of the newest roll-out batch (this rank's), with rewards."""
@@ -287,10 +368,18 @@ class RLStage(Stage):
     def data_position(self) -> dict:
         c = self.config
         return {"rollout_batches": self.rollout_batches, "prompts_taken": self.rollout_batches * c.prompts_per_rollout,
-                "prompts_sha256": self.train_set.sha256}
+                "prompts_sha256": self.train_set.sha256, "kl_beta": self.grpo.kl_beta,
+                "watch": self.watch.state() if self.watch else None}
 
     def restore_data_position(self, position: dict) -> None:
         self.rollout_batches = int(position["rollout_batches"])
+        self.steps_taken = self.rollout_batches * self.config.updates_per_rollout  # checkpoints fall between batches
+        self.grpo.kl_beta = self.kl.beta = position.get("kl_beta", self.grpo.kl_beta)
+        if self.watch is not None and position.get("watch"):
+            self.watch = RewardHackingWatch.restored(self.config.watch(), position["watch"])
+
+    def _verifier_errors(self) -> int:
+        return self.scorer.errors.total() if self.scorer else 0
 
     def _world_sum(self, values: torch.Tensor) -> torch.Tensor:
         """`values` summed over the ranks (a CPU tensor in, a CPU tensor out)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fineforge.model.config import ConfigError, require
 from fineforge.model.rl.config import NORMALISATIONS, GRPOConfig
+from fineforge.model.rl.watch import WatchConfig
 from fineforge.model.trainer import TrainerConfig
 from fineforge.model.verifiers import RewardConfig
 
@@ -29,7 +30,11 @@ class RLConfig(TrainerConfig):
     prompts: str  # JSONL: conversation records with `answer` (the conversation stage's train.jsonl) or GSM8K lines
     eval_prompts: str | None = None  # held-out JSONL of the same form: pass@1 / pass@k every eval_every steps
     tokenizer_dir: str | None = None  # vocabulary files of a published encoding
-    verifier: str = "gsm8k"  # a registered verifier, or "package.module:attribute" of a Verifier
+    verifier: str | None = "gsm8k"  # a registered verifier, or "package.module:attribute" of a Verifier; with a
+    # reward model: the watch's judge (when no judge_model), or None
+    reward_model: str | None = None  # RLHF: a reward-model checkpoint (or run folder) gives the rewards
+    judge_model: str | None = None  # the watch's held-out judge: a second reward model (default: the verifier)
+    reward_batch_size: int = 16  # rows per reward-model forward pass
     format_weight: float = 0.0  # added x the verifier's format check (DeepSeek-R1's format reward)
     unfinished_reward: float = 0.0  # the reward of a reply that hit the budget or never closed its turn
     python_tool: str | None = None  # None: no tools; "calculator" or "sandbox" runs the model's code calls
@@ -47,6 +52,11 @@ class RLConfig(TrainerConfig):
     clip_high: float = 0.28
     kl_beta: float = 0.0  # weight of the k3 KL to a frozen reference (0: no reference is kept)
     reference_checkpoint: str | None = None  # default: init_checkpoint
+    kl_target: float | None = None  # adapt kl_beta towards this KL per token (Ziegler et al.); None: fixed beta
+    kl_horizon: int = 10_000  # roll-outs over which the adaptive beta moves by about e^(+-0.2)
+    watch_window: int = 0  # RLHF: evaluations of the reward-hacking watch's window (0: no watch; >= 3)
+    watch_min_rise: float = 0.0  # the reward-model score's least-squares rise across the window that counts
+    watch_min_fall: float = 0.0  # the judge's least-squares fall across the window that counts
     skip_zero_variance: bool = False  # drop groups whose rewards are all equal (always counted)
     eval_count: int = 64  # held-out prompts evaluated (the first ones of eval_prompts)
     eval_samples: int = 4  # samples per held-out prompt
@@ -79,6 +89,7 @@ class RLConfig(TrainerConfig):
         for name in ("max_steps", "checkpoint_every"):
             require(getattr(self, name) % updates == 0, self, name, f"must be a multiple of the updates per roll-out "
                     f"batch (ppo_epochs x minibatches = {updates}), so that no checkpoint falls inside a batch")
+        self.check_feedback()
         run_dir = Path(self.run_dir).resolve()
         for name in ("init_checkpoint", "reference_checkpoint"):
             path = getattr(self, name)
@@ -86,6 +97,30 @@ class RLConfig(TrainerConfig):
             require(not inside, self, name, "must lie outside run_dir (its checkpoints are the run's resume points)")
         self.grpo()
         self.reward()
+
+    def check_feedback(self) -> None:
+        """The reward source, the adaptive KL and the watch fit together."""
+        require(self.verifier is not None or self.reward_model is not None, self, "verifier",
+                "needed without a reward_model (the rewards come from one of them)")
+        for name in ("reward_batch_size", "kl_horizon"):
+            require(getattr(self, name) > 0, self, name, "must be > 0")
+        require(self.kl_target is None or (self.kl_target > 0 and self.kl_beta > 0), self, "kl_target",
+                "must be > 0, with kl_beta > 0 (the starting beta) to adapt")
+        if self.watch_window:
+            require(self.watch_window >= 3, self, "watch_window", "must be 0 (no watch) or >= 3 evaluations")
+            for name in ("watch_min_rise", "watch_min_fall"):
+                require(getattr(self, name) >= 0, self, name, "must be >= 0")
+            require(self.reward_model is not None, self, "watch_window", "the watch needs a reward_model")
+            require(self.judge_model is not None or self.verifier is not None, self, "judge_model",
+                    "the watch needs a judge: a judge_model or a verifier")
+            require(self.eval_prompts is not None and self.eval_every > 0, self, "eval_prompts",
+                    "the watch evaluates held-out prompts every eval_every (> 0) steps")
+            require(self.checkpoint_every > 0 and self.eval_every % self.checkpoint_every == 0, self,
+                    "checkpoint_every", f"must divide eval_every={self.eval_every}: the watch keeps the checkpoint "
+                    "of its best evaluation")
+
+    def watch(self) -> WatchConfig:
+        return WatchConfig(self.watch_window, self.watch_min_rise, self.watch_min_fall)
 
     @property
     def updates_per_rollout(self) -> int:

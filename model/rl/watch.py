@@ -111,6 +111,15 @@ class RewardHackingWatch:
         fall = -fitted_change(steps, [p.judge for p in recent])
         return rise > self.config.min_rise and fall > self.config.min_fall
 
+    def state(self) -> dict:
+        """The watch as JSON (saved with every checkpoint, so a resumed run watches on)."""
+        return {"points": [[p.step, p.reward_model, p.judge] for p in self.points], "fired_at": self.fired_at}
+
+    @classmethod
+    def restored(cls, config: WatchConfig, state: dict) -> RewardHackingWatch:
+        """A watch continued from `state()`."""
+        return cls(config, [WatchPoint(*point) for point in state["points"]], state["fired_at"])
+
     @property
     def best_step(self) -> int | None:
         """The step with the highest judge score so far (the earliest on a tie), where to stop."""

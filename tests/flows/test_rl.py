@@ -13,6 +13,7 @@ from fineforge.flows.cli import app
 from fineforge.model.checkpoint import CHECKPOINTS_SUBDIR, META_FILE, latest_checkpoint
 from testkit.checkpoints import tiny_bytes_checkpoint
 from testkit.rl import write_digit_prompts
+from testkit.rlhf import reward_model_checkpoint
 from testkit.services import fineforge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +43,10 @@ def test_train_rl_runs_the_flow_and_tracks_it(tmp_path, mlflow_uri):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "reward_mean")] == list(range(1, STEPS + 1))
 
 
-def test_train_rl_refuses_bad_input_in_one_line(tmp_path, monkeypatch):
+def test_train_rl_and_rlhf_refuse_bad_input_in_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("FINEFORGE_TOKENIZER_DIR", raising=False)
     init = tiny_bytes_checkpoint(tmp_path / "init")
+    reward = reward_model_checkpoint(tmp_path / "reward", init)
     prompts = write_digit_prompts(tmp_path / "prompts.jsonl", 8)
     no_answers = tmp_path / "no_answers.jsonl"
     no_answers.write_text(json.dumps({"id": "q", "question": "1 + 1?"}) + "\n")
@@ -58,10 +60,18 @@ def test_train_rl_refuses_bad_input_in_one_line(tmp_path, monkeypatch):
         ([*run, "--prompts", str(prompts), "-n", "3"], "16 prompts do not split over 3 ranks"),
         ([*run, "--prompts", str(prompts), "--config", str(tmp_path / "none.json")], "config file not found"),
         ([*run, "--prompts", str(prompts), "--checkpoint", str(tmp_path / "none")], "field 'init_checkpoint'"),
+        ([*run, "--prompts", str(prompts), "--set", "kl_target=0.1"], "'kl_target': must be > 0, with kl_beta > 0"),
+        ([*run, "--prompts", str(prompts), "--set", "watch_window=3"], "the watch needs a reward_model"),
+        (["rlhf", *run, "--prompts", str(prompts)], "--reward-model is required"),
+        (["rlhf", *run, "--prompts", str(prompts), "--reward-model", str(init)],
+         f"field 'reward_model': {init / 'checkpoints'}"),  # a policy, not a reward model
+        (["rlhf", *run, "--prompts", str(prompts), "--reward-model", str(reward), "--set", "watch_window=3",
+          "--eval-prompts", str(prompts), "--set", "eval_every=4"], "'judge_model': the watch needs a judge"),
     ]
     runner = CliRunner()
     for args, message in cases:
-        result = runner.invoke(app, ["train", "rl", *args])
+        command = ["train", *args] if args[0] == "rlhf" else ["train", "rl", *args]
+        result = runner.invoke(app, command)
         assert result.exit_code == 2, (args, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.output)

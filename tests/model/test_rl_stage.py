@@ -85,7 +85,7 @@ def test_reward_rises_and_the_run_is_tracked(task, tmp_path, mlflow_uri):
 
     model, meta = load_model(run_dir)  # what `fineforge chat` loads
     assert meta["stage"] == "rl" and meta["tokenizer"]["spec"] == "bytes" and meta["verifier"] == "digits"
-    assert meta["data_position"] == {"rollout_batches": 8, "prompts_taken": 32,
+    assert meta["data_position"] == {"rollout_batches": 8, "prompts_taken": 32, "kl_beta": 0.0, "watch": None,
                                      "prompts_sha256": meta["prompts"]["sha256"]}
     assert model.config.dropout == 0.0
 

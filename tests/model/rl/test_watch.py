@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fineforge.model.rl.watch import (
@@ -102,3 +104,16 @@ def test_watch_input_checks():
     watch.update(10, 0.0, 0.0)
     with pytest.raises(ValueError, match="steps must increase"):
         watch.update(10, 0.1, 0.1)
+
+
+def test_a_restored_watch_fires_where_the_uninterrupted_one_does():
+    config = WatchConfig(window=4, min_rise=0.5, min_fall=0.02)
+    whole, fired = run_watch(config)
+    half = RewardHackingWatch(config)
+    for step, score, judge in zip(STEPS[:5], REWARD_MODEL[:5], JUDGE[:5], strict=True):
+        half.update(step, score, judge)
+    resumed = RewardHackingWatch.restored(config, json.loads(json.dumps(half.state())))
+    for step, score, judge in zip(STEPS[5:], REWARD_MODEL[5:], JUDGE[5:], strict=True):
+        resumed.update(step, score, judge)
+    assert resumed.fired_at == whole.fired_at is not None and resumed.best_step == whole.best_step == 250
+    assert resumed.points == whole.points
