@@ -11,6 +11,7 @@ import cloudpickle
 import pytest
 
 from fineforge.flows.deploy import load_flow, read_deployments
+from testkit.quality import small_train_config, train_small_classifier
 from testkit.shakespeare import write_shakespeare_shards
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
@@ -23,20 +24,31 @@ def shards(shared_data, tmp_path_factory) -> Path:
     return write_shakespeare_shards(text, tmp_path_factory.mktemp("shards"), limit=100_000)
 
 
-def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path) -> dict[str, dict]:
+@pytest.fixture(scope="module")
+def quality_workdir(shared_data, tmp_path_factory) -> Path:
+    """A build and a real quality classifier trained on it: the scoring config's checks read its report."""
+    workdir = tmp_path_factory.mktemp("quality")
+    train_small_classifier(shared_data, workdir)
+    return workdir
+
+
+def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, quality_workdir: Path) -> dict[str, dict]:
     """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
         "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path)}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
+        "quality_train": {"config": small_train_config(shared_data, quality_workdir)},
+        "quality_score": {"config": {"workdir": str(quality_workdir)}},
     }
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
-def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path, shards):
+def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path, shards,
+                                                                         quality_workdir):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(shared_data, tmp_path, shards)
+    parameters = valid_parameters(shared_data, tmp_path, shards, quality_workdir)
     assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
     validated = copy.validate_parameters(parameters[flow.name])
