@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WARC = "cc-main-2014-35-sample.warc"
 RUN_SECONDS = 900
 PRETRAIN_STEPS = 6
-DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default")
+DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "quality_train/default",
+               "quality_score/default")
 HTML_TAG = re.compile(r"<[^>]*>")  # the UI renders descriptions as HTML: "<workdir>" disappears
 
 
