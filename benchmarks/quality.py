@@ -75,9 +75,10 @@ def main() -> None:
         execute_stage(stage, work / "stage-runs" / str(time.perf_counter_ns()), spark)
 
     spark_stage()  # starts the Python workers and loads the model in them, as every later run finds them
-    results = {name: len(texts) / _best_seconds(run, args.repeat) for name, run in
-               [("bare fastText predict loop (1 core)", bare_loop), ("score_part, no Spark (1 core)", per_document_part),
-                (f"Spark stage local[{SPARK_CORES}]", spark_stage)]}
+    contenders = [("bare fastText predict loop (1 core)", bare_loop),
+                  ("score_part, no Spark (1 core)", per_document_part),
+                  (f"Spark stage local[{SPARK_CORES}]", spark_stage)]
+    results = {name: len(texts) / _best_seconds(run, args.repeat) for name, run in contenders}
     print(f"{len(texts)} documents, {sum(map(len, texts)):,} characters, best of {args.repeat}")
     bare = next(iter(results.values()))
     for name, per_second in results.items():
