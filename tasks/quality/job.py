@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fineforge.tasks.common.datatrove_steps import dropped_by_reason, pipeline_statistics
-from fineforge.tasks.common.documents import PartWriter, document_row, parquet_files, read_documents
+from fineforge.tasks.common.documents import PartWriter, SchemaError, document_row, parquet_files, read_documents
 from fineforge.tasks.common.spark_jobs import run_per_file
 from fineforge.tasks.common.stage import ConfiguredStage, StageOutput, completed_output, file_identity, input_identity
 from fineforge.tasks.quality.classifier import held_out_report, train_fasttext, write_training_file
@@ -124,6 +124,8 @@ def score_part(path: str, part_path: Path, rank: int, model_path: str, threshold
     with PartWriter(part_path, schema=SCORED_DOCUMENT_SCHEMA) as writer:
         for document in read_documents(Path(path)):
             text = document.text
+            if text is None:
+                raise SchemaError(f"document {document.id!r} has no text (column 'text' is null)")
             score, kept = classifier.score(document)
             histogram[score_bin(score)] += 1
             shown.add(score, document, text, kept)

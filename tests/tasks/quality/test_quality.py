@@ -171,3 +171,18 @@ def test_scoring_without_a_classifier_or_with_two_folders_of_one_dump_names_the_
     (tmp_path / "dump" / "b").mkdir()
     with pytest.raises(ValidationError, match="input: two folders of one dump"):
         QualityScoreConfig(model=str(model.path), input=[str(tmp_path / "dump" / "a"), str(tmp_path / "dump" / "b")])
+
+
+def test_a_document_without_text_fails_the_stage_naming_the_file_and_writes_nothing(trained, spark, tmp_path):
+    import pyarrow as pa
+
+    config, model = trained
+    folder = tmp_path / DUMP / "scrubbed"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["Some text.", None]}), folder / "part-00000.parquet")
+    score_config = QualityScoreConfig(workdir=str(tmp_path), model=str(model.path), input=[str(folder)], mlflow=False)
+    (stage,) = score_stages(score_config)
+    with pytest.raises(Exception, match=r"part-00000\.parquet: document 'b' has no text"):
+        execute_stage(stage, tmp_path, spark)
+    assert not (tmp_path / DUMP / "quality_filtered").exists()
+    assert not [p for p in (tmp_path / DUMP).iterdir() if p.name.startswith(".quality_filtered")]
