@@ -37,7 +37,7 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, quality_wo
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
-        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path)}},
+        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path), "tokenizer": "bytes"}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
         "quality_train": {"config": small_train_config(shared_data, quality_workdir)},
         "quality_score": {"config": {"workdir": str(quality_workdir)}},
