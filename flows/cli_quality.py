@@ -27,13 +27,16 @@ def positive_source(spec: str) -> dict[str, Any]:
     return {"kind": kind, "input": [path]} if kind == "documents" else {"kind": kind, "path": path}
 
 
-def _run_flow(flow, config):
-    """Run a quality flow on the embedded (or configured) Prefect; bad data is one error line and exit 1."""
+def _run_flow(flow_name: str, config):
+    """Run the quality flow `flow_name` on the embedded (or configured) Prefect; bad data is one error line and
+    exit 1. The runtime is prepared before the flow's module imports Prefect, which reads its settings then."""
     from fineforge.flows.runtime import prepare_runtime
 
     prepare_runtime(Path(config.workdir))
+    from fineforge.flows import quality
+
     try:
-        return flow(config)
+        return getattr(quality, flow_name)(config)
     except ValueError as e:
         fail(str(e), code=1)
 
@@ -61,16 +64,14 @@ def train(
         "negatives.input": negatives, "negatives.sample": negatives_sample, "held_out": held_out,
         "threshold": threshold, "fasttext.epoch": epoch, "seed": seed,
     })
-    from fineforge.flows.quality import quality_train
-
-    result = _run_flow(quality_train, config)
+    result = _run_flow("quality_train", config)
     report, output = result["report"], result["output"]
     table = Table(title=f"quality/{config.name}" + (" (skipped: already complete)" if output.skipped else ""))
     for column in ("threshold", "precision", "recall", "F1"):
         table.add_column(column, justify="right")
     for row in report["by_threshold"]:
         style = "bold" if row["threshold"] == report["threshold"] else None
-        table.add_row(*(str(row[key]) if row[key] is None else f"{row[key]:.3f}"
+        table.add_row(*("n/a" if row[key] is None else f"{row[key]:.3f}"
                         for key in ("threshold", "precision", "recall", "f1")), style=style)
     console.print(table)
     console.print(f"held out: {report['positives_held_out']} positives, {report['negatives_held_out']} negatives; "
@@ -99,9 +100,7 @@ def score(
         "workdir": workdir, "model": model, "input": input, "threshold": threshold, "examples": examples,
         "spark.master": spark_master,
     })
-    from fineforge.flows.quality import quality_score
-
-    result = _run_flow(quality_score, config)
+    result = _run_flow("quality_score", config)
     table = Table(title=f"quality_filtered (threshold {config.threshold})")
     for column in ("dump", "documents", "kept", "dropped", "output"):
         table.add_column(column, justify="left" if column in ("dump", "output") else "right")
