@@ -8,7 +8,7 @@ Side by side in one run, documents per second of
    core;
 3. the whole stage on Spark `local[2]` (Parquet in, scored Parquet + examples + stats.json out).
 Ratios are printed against the bare loop (for Spark per core too). Without --corpus the documents are real
-web text of ../shared/data (testkit.token_corpus) and the classifier is testkit's small one.
+web text of ../shared/data (testkit.token_corpus), `--copies` times over, and the classifier is testkit's small one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,22 @@ SHARED = Path(os.environ.get("FINEFORGE_SHARED_DATA", ROOT.parent / "shared" / "
 SPARK_CORES = 2
 
 
+def volume_corpus(source: Path, folder: Path, copies: int, parts: int) -> Path:
+    """The documents of `source` `copies` times over (distinct ids), as `parts` part files of a stage folder."""
+    import pyarrow.parquet as pq
+
+    from fineforge.tasks.common.documents import PartWriter, parquet_files
+
+    rows = [row for path in parquet_files([source]) for row in pq.read_table(path).to_pylist()]
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = [{**row, "id": f"{row['id']}-{copy}"} for copy in range(copies) for row in rows]
+    for part in range(parts):
+        with PartWriter(folder / f"part-{part:05d}.parquet") as writer:
+            for row in copied[part::parts]:
+                writer.write(row)
+    return folder
+
+
 def _best_seconds(run, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -37,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, help="A document stage folder (default: real text of shared data).")
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each; the best is reported.")
+    parser.add_argument("--copies", type=int, default=20, help="Without --corpus: the real text this many times.")
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
@@ -53,7 +70,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     model_dir = train_small_classifier(SHARED, work)
-    corpus = args.corpus or work / DUMP / "scrubbed"
+    corpus = args.corpus or volume_corpus(work / DUMP / "scrubbed", work / "volume" / "scrubbed", args.copies,
+                                          parts=2 * SPARK_CORES)
     files = parquet_files([corpus])
     texts = [text for path in files for text in pq.read_table(path, columns=["text"]).column("text").to_pylist()]
     model = fasttext_model(model_dir / MODEL_FILE)

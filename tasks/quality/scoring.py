@@ -48,7 +48,9 @@ class QualityClassifierFilter(FastTextClassifierFilter):
 
     @property
     def model(self):
-        return fasttext_model(self.model_path)
+        if self._model is None:  # once per filter (one Spark task), not per document: the lookup stats the file
+            self._model = fasttext_model(self.model_path)
+        return self._model
 
     def score(self, document: Document) -> tuple[float, bool]:
         """Score one document; return (score, kept). The score leaves the document's metadata for its column."""
