@@ -11,7 +11,9 @@ import cloudpickle
 import pytest
 
 from fineforge.flows.deploy import load_flow, read_deployments
+from testkit.checkpoints import tiny_bytes_checkpoint
 from testkit.quality import small_train_config, train_small_classifier
+from testkit.rl import write_digit_prompts
 from testkit.shakespeare import write_shakespeare_shards
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
@@ -25,6 +27,14 @@ def shards(shared_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def rl_inputs(tmp_path_factory) -> dict[str, str]:
+    """A real checkpoint and prompt set: the rl config's checks load them before any run starts."""
+    folder = tmp_path_factory.mktemp("rl")
+    return {"init_checkpoint": str(tiny_bytes_checkpoint(folder / "init")),
+            "prompts": str(write_digit_prompts(folder / "prompts.jsonl", 16))}
+
+
+@pytest.fixture(scope="module")
 def quality_workdir(shared_data, tmp_path_factory) -> Path:
     """A build and a real quality classifier trained on it: the scoring config's checks read its report."""
     workdir = tmp_path_factory.mktemp("quality")
@@ -32,23 +42,26 @@ def quality_workdir(shared_data, tmp_path_factory) -> Path:
     return workdir
 
 
-def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, quality_workdir: Path) -> dict[str, dict]:
+def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs: dict,
+                     quality_workdir: Path) -> dict[str, dict]:
     """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
         "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path), "tokenizer": "bytes"}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
+        "rl": {"config": {"train": {**rl_inputs, "verifier": "word_problems", "max_new_tokens": 32,
+                                    "run_dir": str(tmp_path / "run")}}},
         "quality_train": {"config": small_train_config(shared_data, quality_workdir)},
         "quality_score": {"config": {"workdir": str(quality_workdir)}},
     }
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
-def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path, shards,
-                                                                         quality_workdir):
+def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(
+        spec, shared_data, tmp_path, shards, rl_inputs, quality_workdir):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(shared_data, tmp_path, shards, quality_workdir)
+    parameters = valid_parameters(shared_data, tmp_path, shards, rl_inputs, quality_workdir)
     assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
     validated = copy.validate_parameters(parameters[flow.name])
