@@ -4,7 +4,9 @@ held-out texts (precision, recall and F1 of "positive" at the threshold, and at 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +30,29 @@ def write_training_file(path: Path, positives: Sequence[Text], negatives: Sequen
     return len(positives) + len(negatives)
 
 
-def train_fasttext(training_file: Path, settings: FastTextSettings, seed: int):
-    """A fastText supervised model trained on `training_file`."""
+def _train_and_save(training_file: str, settings: dict[str, Any], seed: int, model_path: str) -> None:
     import fasttext
 
-    return fasttext.train_supervised(
-        input=str(training_file), epoch=settings.epoch, lr=settings.lr, wordNgrams=settings.word_ngrams,
-        dim=settings.dim, minCount=settings.min_count, bucket=settings.buckets, thread=settings.threads, seed=seed,
-        loss="softmax", verbose=0,
+    model = fasttext.train_supervised(
+        input=training_file, epoch=settings["epoch"], lr=settings["lr"], wordNgrams=settings["word_ngrams"],
+        dim=settings["dim"], minCount=settings["min_count"], bucket=settings["buckets"], thread=settings["threads"],
+        seed=seed, loss="softmax", verbose=0,
     )
+    model.save_model(model_path)
+
+
+def train_fasttext(training_file: Path, settings: FastTextSettings, seed: int, model_path: Path):
+    """Train a fastText supervised model on `training_file`, save it as `model_path` and return it loaded.
+
+    Training runs in a fresh process: once one training in a process has failed with "Encountered NaN", every
+    later one in that process fails the same way (measured with fasttext-numpy2-wheel 0.9.2), so a long-lived
+    worker or test session would be poisoned by one bad run.
+    """
+    from fasttext.FastText import _FastText
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_train_and_save, str(training_file), settings.model_dump(), seed, str(model_path)).result()
+    return _FastText(str(model_path))
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

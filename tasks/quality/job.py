@@ -77,9 +77,8 @@ def train_classifier(config: QualityTrainConfig, output_dir: Path) -> dict[str, 
     output_dir.mkdir(parents=True, exist_ok=True)
     training_file = output_dir / ".training.txt"
     write_training_file(training_file, positives_train, negatives_train)
-    model = train_fasttext(training_file, config.fasttext, config.seed)
+    model = train_fasttext(training_file, config.fasttext, config.seed, output_dir / MODEL_FILE)
     training_file.unlink()
-    model.save_model(str(output_dir / MODEL_FILE))
     measured = held_out_report(model, positives_held, negatives_held, config.threshold)
     counts = {"positives_train": len(positives_train), "positives_held_out": len(positives_held),
               "negatives_train": len(negatives_train), "negatives_held_out": len(negatives_held)}
