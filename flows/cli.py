@@ -11,6 +11,7 @@ from fineforge.flows.cli_deploy import deploy
 from fineforge.flows.cli_generate import generate
 from fineforge.flows.cli_interrogate import interrogate
 from fineforge.flows.cli_preferences import preferences_app
+from fineforge.flows.cli_quality import quality_app
 from fineforge.flows.cli_rank import rank
 from fineforge.flows.cli_reward import reward_app
 from fineforge.flows.cli_search import search_app
@@ -28,6 +29,7 @@ app.add_typer(data_app, name="data", help="Build the pre-training corpus from WA
 app.add_typer(tokens_app, name="tokens", help="Tokenizers and token shards.")
 app.add_typer(train_app, name="train", help="Train models with torchrun.")
 app.add_typer(conversations_app, name="conversations", help="Conversation data for SFT: render, tokenize, mask.")
+app.add_typer(quality_app, name="quality", help="A fastText quality classifier: train it, score the build with it.")
 app.add_typer(search_app, name="search", help="Full-text search over the built corpus: build the index, query it.")
 app.command("generate", help="Sample continuations from a checkpoint.")(generate)
 app.command("chat", help="Chat with a checkpoint in the terminal, with the python and search tools.")(chat)

@@ -18,7 +18,8 @@ DROPPED_PREFIX = "dropped_"
 # Extractor failures that datatrove counts but does not add to "dropped".
 EXTRACTOR_FAILURES = ("timeout", "broken_process", "clean_error")
 # Drop reason of filters that return a bare False (e.g. LanguageFilter), per step name.
-UNNAMED_DROP_REASON = {"trafilatura": "no_text", "extraction": "no_text", "language": "below_threshold"}
+UNNAMED_DROP_REASON = {"trafilatura": "no_text", "extraction": "no_text", "language": "below_threshold",
+                       "quality": "below_threshold"}
 DEFAULT_UNNAMED_DROP_REASON = "unspecified"
 # Non-count metrics of datatrove's stats that are not carried over.
 IGNORED_METRICS = {"doc_len_tokens", "batches"}
@@ -102,4 +103,5 @@ STEP_NAMES = {
     "C4QualityFilter": "c4",
     "FineWebQualityFilter": "fineweb_qual",
     "PIIFormatter": "pii",
+    "QualityClassifierFilter": "quality",
 }

@@ -97,13 +97,14 @@ def read_documents(path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator
             yield row_document(row)
 
 
-def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The rows of `batch` with exactly DOCUMENT_SCHEMA: columns cast to their types, missing nullable columns
-    as nulls, other columns left out, text_length computed from the text. SchemaError names what does not fit."""
+def conform(batch: pa.RecordBatch, schema: pa.Schema = DOCUMENT_SCHEMA) -> pa.RecordBatch:
+    """The rows of `batch` with exactly `schema` (DOCUMENT_SCHEMA, or one that extends it): columns cast to their
+    types, missing nullable columns as nulls, other columns left out, text_length computed from the text.
+    SchemaError names what does not fit."""
     columns = []
-    for field in DOCUMENT_SCHEMA:
+    for field in schema:
         if field.name == TEXT_LENGTH:
-            column = pc.cast(pc.utf8_length(columns[DOCUMENT_SCHEMA.get_field_index("text")]), field.type)
+            column = pc.cast(pc.utf8_length(columns[schema.get_field_index("text")]), field.type)
         elif field.name in batch.schema.names:
             try:
                 column = pc.cast(batch.column(field.name), field.type)
@@ -116,25 +117,27 @@ def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
         if not field.nullable and column.null_count:
             raise SchemaError(f"column {field.name!r} holds {column.null_count} nulls")
         columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, schema=DOCUMENT_SCHEMA)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 class PartWriter:
-    """Writes documents into one Parquet part file with DOCUMENT_SCHEMA (`conform`), from rows or Arrow batches.
+    """Writes documents into one Parquet part file with DOCUMENT_SCHEMA (`conform`), from rows or Arrow batches;
+    a stage that adds columns (the quality score) passes a schema that extends DOCUMENT_SCHEMA.
 
     The file is written under a hidden temporary name and renamed into place by `close()`, so a part file
     exists only complete; it exists even when no row was written, so every task leaves a part. After an
     error inside `with`, the temporary file is removed.
     """
 
-    def __init__(self, path: Path, batch_rows: int = PARQUET_BATCH_ROWS):
+    def __init__(self, path: Path, batch_rows: int = PARQUET_BATCH_ROWS, schema: pa.Schema = DOCUMENT_SCHEMA):
         self.path = Path(path)
         self.batch_rows = batch_rows
+        self.schema = schema
         self.rows = 0
         self.bytes = 0
         self._buffer: list[dict[str, Any]] = []
         self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        self._writer = pq.ParquetWriter(self._tmp, DOCUMENT_SCHEMA, compression=PARQUET_COMPRESSION)
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression=PARQUET_COMPRESSION)
 
     def write(self, row: dict[str, Any]) -> None:
         """Buffer one row (a dict of DOCUMENT_SCHEMA's columns); written a batch at a time."""
@@ -146,13 +149,13 @@ class PartWriter:
         """Write Arrow rows (after the buffered ones)."""
         self._flush()
         if batch.num_rows:
-            self._writer.write_batch(conform(batch))
+            self._writer.write_batch(conform(batch, self.schema))
             self.rows += batch.num_rows
 
     def _flush(self) -> None:
         if self._buffer:
             rows, self._buffer = self._buffer, []
-            self.write_batch(pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA))
+            self.write_batch(pa.RecordBatch.from_pylist(rows, schema=self.schema))
 
     def close(self) -> int:
         """Flush, close, rename into place, and return the file's size in bytes."""

@@ -11,19 +11,23 @@ from pathlib import Path
 from datatrove.utils.lid import FT176LID
 
 LABEL_PREFIX = "__label__"  # how fastText names its labels: __label__en
-_MODELS: dict[str, object] = {}
+_MODELS: dict[tuple[str, int, int, int], object] = {}
 _LOCK = threading.Lock()
 
 
 def fasttext_model(path: Path):
-    """The fastText model at `path`, loaded once per process."""
-    key = str(Path(path).resolve())
+    """The fastText model at `path`, loaded once per process (again when the file was replaced, e.g. retrained)."""
+    resolved = Path(path).resolve()
+    status = resolved.stat()
+    key = (str(resolved), status.st_ino, status.st_size, status.st_mtime_ns)
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
             from fasttext.FastText import _FastText
 
-            model = _MODELS[key] = _FastText(key)
+            for replaced in [known for known in _MODELS if known[0] == key[0]]:
+                del _MODELS[replaced]
+            model = _MODELS[key] = _FastText(str(resolved))
     return model
 
 

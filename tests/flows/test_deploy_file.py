@@ -11,7 +11,8 @@ runner = CliRunner()
 
 def test_the_repository_prefect_yaml_lists_every_flow_once_on_the_fineforge_pool():
     specs = read_deployments(PREFECT_FILE)
-    flows = ["collect_rankings", "data_build", "interrogate", "pretrain", "reward_model", "rl", "sft", "tokenize"]
+    flows = ["collect_rankings", "data_build", "interrogate", "pretrain", "quality_score", "quality_train",
+             "reward_model", "rl", "sft", "tokenize"]
     assert sorted(spec.entrypoint.rsplit(":", 1)[1] for spec in specs if spec.name == "default") == flows
     assert {spec.work_pool for spec in specs} == {"fineforge"}
 

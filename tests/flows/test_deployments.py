@@ -26,7 +26,8 @@ RUN_SECONDS = 900
 PRETRAIN_STEPS = 6
 RL_STEPS = 2
 DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "sft/default", "interrogate/default",
-               "rl/default", "collect_rankings/default", "reward_model/default")
+               "rl/default", "collect_rankings/default", "reward_model/default", "quality_train/default",
+               "quality_score/default")
 HTML_TAG = re.compile(r"<[^>]*>")  # the UI renders descriptions as HTML: "<workdir>" disappears
 
 

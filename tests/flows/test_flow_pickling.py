@@ -16,6 +16,7 @@ from fineforge.tasks.preferences.pairs import PairsConfig, build_preference_set
 from testkit.checkpoints import tiny_bytes_checkpoint
 from testkit.conversations import write_chat_conversations
 from testkit.preferences import untrained_checkpoint, write_rule_rankings
+from testkit.quality import small_train_config, train_small_classifier
 from testkit.rl import write_digit_prompts
 from testkit.shakespeare import write_shakespeare_shards
 
@@ -51,8 +52,16 @@ def reward_inputs(tmp_path_factory) -> dict[str, str]:
     return {"init_checkpoint": str(untrained_checkpoint(folder / "trunk")), "data_dir": config.output}
 
 
+@pytest.fixture(scope="module")
+def quality_workdir(shared_data, tmp_path_factory) -> Path:
+    """A build and a real quality classifier trained on it: the scoring config's checks read its report."""
+    workdir = tmp_path_factory.mktemp("quality")
+    train_small_classifier(shared_data, workdir)
+    return workdir
+
+
 def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs: dict,
-                     reward_inputs: dict) -> dict[str, dict]:
+                     reward_inputs: dict, quality_workdir: Path) -> dict[str, dict]:
     """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
@@ -70,14 +79,16 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs:
         "collect_rankings": {"config": {"checkpoint": rl_inputs["init_checkpoint"], "prompts": rl_inputs["prompts"],
                                         "dataset": str(tmp_path / "rankings.jsonl")}},
         "reward_model": {"config": {"train": {**reward_inputs, "run_dir": str(tmp_path / "run")}}},
+        "quality_train": {"config": small_train_config(shared_data, quality_workdir)},
+        "quality_score": {"config": {"workdir": str(quality_workdir)}},
     }
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
 def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(
-        spec, shared_data, tmp_path, shards, rl_inputs, reward_inputs):
+        spec, shared_data, tmp_path, shards, rl_inputs, reward_inputs, quality_workdir):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(shared_data, tmp_path, shards, rl_inputs, reward_inputs)
+    parameters = valid_parameters(shared_data, tmp_path, shards, rl_inputs, reward_inputs, quality_workdir)
     assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
     validated = copy.validate_parameters(parameters[flow.name])
