@@ -93,7 +93,7 @@ def pretrain_command(
 
     from fineforge.flows.runtime import prepare_runtime
 
-    prepare_runtime(Path(config.run_dir))
+    prepare_runtime(Path(config.run_dir), lock=launch.node_rank == 0)  # the other nodes share node 0's run dir
     from fineforge.flows.pretrain import pretrain
     from fineforge.tasks.training.launch import TorchrunError, launch_training
 

@@ -21,7 +21,7 @@ def pretrain(config: PretrainFlowConfig) -> dict:
     """Run the trainer to completion; a failed launch is retried and resumes from the newest checkpoint.
 
     The trainer keeps the run's MLflow run (continued on resume); if the job is given up on, a run its
-    killed workers left RUNNING is marked FAILED."""
+    killed workers left RUNNING is marked FAILED (KILLED when the command was stopped by a signal)."""
     train = config.train
     run_dir = Path(train.run_dir).resolve()
     uri = tracking_uri(run_dir, config.mlflow_tracking_uri) if train.use_mlflow else None
@@ -30,9 +30,9 @@ def pretrain(config: PretrainFlowConfig) -> dict:
         torchrun_task.with_options(retries=config.launch.retries)(
             "fineforge.model.pretrain", asdict(train), str(run_dir / CONFIG_FILE), config.launch, env
         )
-    except BaseException:
-        if uri:
-            settle_run(run_dir, "FAILED", uri)
+    except BaseException as error:
+        if uri:  # a run stopped by a signal (Ctrl-C, SIGTERM) is KILLED, one that failed FAILED
+            settle_run(run_dir, "FAILED" if isinstance(error, Exception) else "KILLED", uri)
         raise
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     record = recorded_run(run_dir) if uri else None
