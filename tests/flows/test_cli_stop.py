@@ -1,6 +1,6 @@
 """Stopping `fineforge train pretrain` as a user does (SIGKILL, SIGTERM of the command) stops every process it
-started: torchrun, its worker, Prefect's temporary API, the watchdog; the MLflow run ends KILLED; while it runs,
-a second command on the same run dir refuses with the first one's pid."""
+started: torchrun, its worker, Prefect's temporary API (run without telemetry), the watchdog; the MLflow run ends
+KILLED; while it runs, a second command on the same run dir refuses with the first one's pid."""
 
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ def test_a_stopped_training_command_stops_everything_it_started(stop, shared_dat
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started]
         for part in (b"torch.distributed.run", b"fineforge.model.pretrain", b"uvicorn", b"watchdog"):
             assert any(part in c for c in commands), (part, commands)
+        server = next(pid for pid, c in zip(started, commands, strict=True) if b"uvicorn" in c)
+        assert b"DO_NOT_TRACK=1" in Path(f"/proc/{server}/environ").read_bytes().split(b"\0")  # no telemetry
 
         if stop == signal.SIGKILL:  # the lock: a second run on the same run dir refuses, naming the first
             second = fineforge(*command, timeout=120)
