@@ -1,43 +1,17 @@
 """The `pretrain` flow: launch the trainer under torchrun (retried, resuming), publish the summary."""
 
-import json
-from dataclasses import asdict
-from pathlib import Path
-
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 
 from fineforge.flows.pretrain_config import PretrainFlowConfig
-from fineforge.model.tracking import TRACKING_URI_ENV, recorded_run, settle_run
-from fineforge.model.trainer import SUMMARY_FILE
-from fineforge.tasks.tracking import tracking_uri
-from fineforge.tasks.training.torchrun import torchrun_task
+from fineforge.flows.training import publish_summary, train_under_torchrun
 
 CONFIG_FILE = "pretrain_config.json"
 
 
 @flow(name="pretrain", description="Pretrain a GPT on token shards under torchrun, tracked in MLflow.")
 def pretrain(config: PretrainFlowConfig) -> dict:
-    """Run the trainer to completion; a failed launch is retried and resumes from the newest checkpoint.
-
-    The trainer keeps the run's MLflow run (continued on resume); if the job is given up on, a run its
-    killed workers left RUNNING is marked FAILED (KILLED when the command was stopped by a signal)."""
-    train = config.train
-    run_dir = Path(train.run_dir).resolve()
-    uri = tracking_uri(run_dir, config.mlflow_tracking_uri) if train.use_mlflow else None
-    env = {TRACKING_URI_ENV: uri} if uri else {}
-    try:
-        torchrun_task.with_options(retries=config.launch.retries)(
-            "fineforge.model.pretrain", asdict(train), str(run_dir / CONFIG_FILE), config.launch, env
-        )
-    except BaseException as error:
-        if uri:  # a run stopped by a signal (Ctrl-C, SIGTERM) is KILLED, one that failed FAILED
-            settle_run(run_dir, "FAILED" if isinstance(error, Exception) else "KILLED", uri)
-        raise
-    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    record = recorded_run(run_dir) if uri else None
-    run_id = record["run_id"] if record else None
-    lines = [f"| {k} | {v} |" for k, v in summary.items()]
-    create_markdown_artifact("| | |\n|---|---|\n" + "\n".join(lines) + f"\n\nMLflow run: `{run_id}` at `{uri}`",
-                             key="pretrain-summary")
-    return {**summary, "mlflow_run_id": run_id}
+    """Run the trainer to completion; a failed launch is retried and resumes from the newest checkpoint."""
+    result = train_under_torchrun("fineforge.model.pretrain", config.train, config.launch, config.mlflow_tracking_uri,
+                                  CONFIG_FILE)
+    publish_summary(result, "pretrain-summary")
+    return result
