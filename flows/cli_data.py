@@ -71,9 +71,10 @@ def build(
         "source": source, "filters.language.languages": language, "sample_documents.fraction": sample_fraction,
         "spark.master": spark_master, "mlflow": False if no_mlflow else None,
     })
-    require_remote_inputs(config)
+    from fineforge.flows.runtime import prepare_runtime, require_spark_master
 
-    from fineforge.flows.runtime import prepare_runtime
+    require_spark_master(config.spark.master)
+    require_remote_inputs(config)
 
     prepare_runtime(config.workdir)
     from fineforge.flows.data_build import data_build

@@ -60,6 +60,17 @@ def report_in_one_line(*errors: type[BaseException]) -> None:
         logging.getLogger(name).addFilter(quiet)
 
 
+def require_spark_master(master: str) -> None:
+    """Exit with one line when a cluster master does not answer, before anything is written."""
+    from fineforge.flows.cli_output import fail
+    from fineforge.tasks.common.spark import SparkMasterUnreachable, require_master
+
+    try:
+        require_master(master)
+    except SparkMasterUnreachable as e:
+        fail(f"spark.master: {e}")
+
+
 def hold_lock(directory: Path) -> None:
     """Hold `directory`'s lock for the life of this process; exit with one line if another run holds it."""
     from fineforge.flows.cli_output import fail

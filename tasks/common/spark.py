@@ -10,8 +10,7 @@ import sys
 import threading
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +40,6 @@ class SparkConfig(BaseModel):
         "process's Python; cluster default: $PYSPARK_PYTHON, else python3 on the workers.",
     )
     extra_conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
-
-    @field_validator("master")
-    @classmethod
-    def _master_answers(cls, master: str) -> str:
-        endpoints = master_endpoints(master)
-        if endpoints and not any(answers(host, port) for host, port in endpoints):
-            raise PydanticCustomError("master_unreachable", f"Spark master {master} does not answer (no connection "
-                                      f"within {MASTER_CONNECT_SECONDS:g} s): start it, or use local[*]")
-        return master
 
     @property
     def is_local(self) -> bool:
@@ -81,6 +71,19 @@ def answers(host: str, port: int, timeout: float = MASTER_CONNECT_SECONDS) -> bo
             return True
     except OSError:
         return False
+
+
+class SparkMasterUnreachable(RuntimeError):
+    """The configured cluster master does not answer."""
+
+
+def require_master(master: str) -> None:
+    """SparkMasterUnreachable, in one line, when no address of a cluster master answers (Spark itself would
+    retry for minutes and end in a long Py4J trace); nothing to check for local and YARN masters."""
+    endpoints = master_endpoints(master)
+    if endpoints and not any(answers(host, port) for host, port in endpoints):
+        raise SparkMasterUnreachable(f"Spark master {master} does not answer (no connection within "
+                                     f"{MASTER_CONNECT_SECONDS:g} s): start it, or use local[*]")
 
 
 LOCAL_SHUFFLE_PARTITIONS_PER_CORE = 2
@@ -129,6 +132,7 @@ def spark_session(config: SparkConfig | None = None):
     from pyspark.sql import SparkSession
 
     config = config or SparkConfig()
+    require_master(config.master)
     python = executor_python(config)
     if python:
         os.environ["PYSPARK_PYTHON"] = python  # pyspark hands the driver's value to every executor
