@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ GRACE_SECONDS = 40.0  # torchrun gives its workers 30 s after a SIGTERM before i
 POLL_SECONDS = 0.2
 
 _pipe: int | None = None  # write end of the pipe the watchdog reads, held by this process only
+_pipe_lock = threading.Lock()  # launches from several threads share one watchdog
 
 
 def start_time(pid: int) -> int | None:
@@ -39,9 +41,10 @@ def guard(pid: int) -> None:
     started = start_time(pid)
     if started is None:
         return
-    if _pipe is None:
-        _pipe = _start_watchdog()
-    os.write(_pipe, f"{pid} {started}\n".encode())
+    with _pipe_lock:
+        if _pipe is None:
+            _pipe = _start_watchdog()
+        os.write(_pipe, f"{pid} {started}\n".encode())
 
 
 def _start_watchdog() -> int:
