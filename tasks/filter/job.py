@@ -102,14 +102,15 @@ def no_documents_reason(statistics: dict[str, Any], dump: str) -> str:
 class FilterStage(ConfiguredStage):
     """`<workdir>/<dump>/filtered/`: the documents of the WARC files `inputs` that pass the FineWeb filters.
 
-    A run that keeps no document fails (NoDocumentsKept, nothing written): there is nothing to build on."""
+    A whole run that keeps no document fails (NoDocumentsKept, nothing written): there is nothing to build on.
+    An increment (`only`: the new WARC files of a rebuild) that keeps none appends nothing."""
 
     config: FilterConfig
     inputs: list[str]
     name: ClassVar[str] = FILTERED
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
-        statistics = filter_warcs_to_parquet(spark, self.inputs, self.config, output_dir, self.group)
-        if statistics["documents_out"] == 0:
+        statistics = filter_warcs_to_parquet(spark, self.files_to_write(), self.config, output_dir, self.group)
+        if statistics["documents_out"] == 0 and self.only is None:  # an increment may add nothing to the output
             raise NoDocumentsKept(no_documents_reason(statistics, self.group))
         return statistics
