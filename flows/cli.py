@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from fineforge.flows.cli_chat import chat
@@ -42,9 +44,16 @@ app.command("deploy", help="Register every flow as a Prefect deployment (prefect
 app.add_typer(reward_app, name="reward", help="Reward models: preference sets from rankings, scores of replies.")
 
 
+def exit_on_sigterm(signum: int, frame) -> None:
+    """SIGTERM ends the command as Ctrl-C does: its `finally` blocks stop what it started (torchrun, Prefect's
+    temporary API); the exit status is 128 + the signal's number, as the shell reports a killed command."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     from fineforge.flows.runtime import stop_temporary_server
 
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         app()
     finally:

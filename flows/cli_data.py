@@ -32,6 +32,20 @@ def stats_table(outputs: list) -> Table:
     return table
 
 
+def require_remote_inputs(config) -> None:
+    """A dump list or remote glob that cannot be read is one error line, before anything starts (the flow's
+    first task resolves it again, for runs started from Prefect)."""
+    from fineforge.tasks.filter.warc_input import InputError, needs_network, resolve_warc_inputs
+
+    if not needs_network(config.input, config.source):
+        return
+    try:
+        resolve_warc_inputs(config.input, limit=config.limit, sample=config.sample, seed=config.seed,
+                            source=config.source, since=config.since)
+    except InputError as e:
+        fail(str(e))
+
+
 def _appended(stats: dict) -> str:
     """' (appended: ...)' for the statistics of an output that grew by new input files, else ''."""
     from fineforge.tasks.common.increments import ALREADY_PROCESSED, PROCESSED
@@ -69,16 +83,23 @@ def build(
         "mlflow": False if no_mlflow else None,
     })
 
-    from fineforge.flows.runtime import prepare_runtime
+    from fineforge.flows.runtime import prepare_runtime, require_spark_master
 
+    require_spark_master(config.spark.master)
+    require_remote_inputs(config)
     prepare_runtime(config.workdir)
     from fineforge.flows.data_build import data_build
+    from fineforge.flows.runtime import report_in_one_line
+    from fineforge.tasks.filter.job import NoDocumentsKept
     from fineforge.tasks.filter.warc_input import InputError
 
+    report_in_one_line(InputError, NoDocumentsKept)
     try:
         result = data_build(config)
     except InputError as e:  # a remote input spec, resolved by the flow's first task
         fail(str(e))
+    except NoDocumentsKept as e:
+        fail(str(e), code=1)
     console.print(stats_table(result["stages"]))
     for dump_name, path in result["outputs"].items():
         console.print(f"[bold]{dump_name}[/]: documents in {path}  (statistics: {path}/stats.json)")

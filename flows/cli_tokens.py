@@ -38,6 +38,7 @@ def train(
     spark_master: str = typer.Option(None, help=SPARK_HELP),
 ) -> None:
     """Train a byte-level BPE tokenizer on a Spark sample of the corpus."""
+    from fineforge.flows.runtime import require_spark_master
     from fineforge.model.tokenizer import TokenizerError
     from fineforge.tasks.common.spark import spark_session
     from fineforge.tasks.tokens.bpe import train_bpe_tokenizer
@@ -47,6 +48,7 @@ def train(
         "output": output, "input": input, "workdir": workdir, "vocab_size": vocab_size, "sample_docs": sample_docs,
         "fraction": fraction, "val_fraction": val_fraction, "seed": seed, "spark.master": spark_master,
     })
+    require_spark_master(config.spark.master)
     try:
         tok = train_bpe_tokenizer(spark_session(config.spark), config)
     except TokenizerError as e:
@@ -76,8 +78,9 @@ def build(
         "val_fraction": val_fraction, "shard_tokens": shard_tokens, "dtype": dtype, "spark.master": spark_master,
     })
 
-    from fineforge.flows.runtime import prepare_runtime
+    from fineforge.flows.runtime import prepare_runtime, require_spark_master
 
+    require_spark_master(config.spark.master)
     prepare_runtime(Path(config.workdir))
     from fineforge.flows.tokens import tokenize
 

@@ -233,7 +233,7 @@ def run_training_flow(flow_path: str, module: str, flow_config: BaseModel, title
     from fineforge.flows.runtime import prepare_runtime
 
     config, launch = flow_config.train, flow_config.launch
-    prepare_runtime(Path(config.run_dir))  # before Prefect is imported
+    prepare_runtime(Path(config.run_dir), lock=launch.node_rank == 0)  # before Prefect; other nodes share the dir
     from fineforge.tasks.training.launch import TorchrunError, launch_training
 
     try:

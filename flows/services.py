@@ -34,7 +34,8 @@ STARTUP_SECONDS = 300  # a cold Prefect server migrates its database first: minu
 STOP_SECONDS = 30
 HEALTH_TIMEOUT_SECONDS = 5
 # Handed to the worker's flow runs: the project's loggers reach the run logs of the Prefect UI.
-RUN_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "fineforge", "SPARK_LOCAL_IP": HOST, "MLFLOW_DISABLE_TELEMETRY": "true"}
+RUN_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "fineforge", "SPARK_LOCAL_IP": HOST, "MLFLOW_DISABLE_TELEMETRY": "true",
+           "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1")}  # Prefect's client telemetry, unless the user chose
 
 
 class ServiceError(RuntimeError):

@@ -19,16 +19,16 @@ def train_under_torchrun(module: str, train: TrainerConfig, launch: LaunchConfig
     newest checkpoint. Returns the run's summary with `mlflow_run_id` and `mlflow_tracking_uri`.
 
     The trainer keeps the run's MLflow run (continued on resume); if the job is given up on, a run its
-    killed workers left RUNNING is marked FAILED."""
+    killed workers left RUNNING is marked FAILED (KILLED when the command was stopped by a signal)."""
     run_dir = Path(train.run_dir).resolve()
     uri = tracking_uri(run_dir, mlflow_tracking_uri) if train.use_mlflow else None
     env = {TRACKING_URI_ENV: uri} if uri else {}
     try:
         torchrun_task.with_options(retries=launch.retries)(module, asdict(train), str(run_dir / config_file), launch,
                                                            env)
-    except BaseException:
-        if uri:
-            settle_run(run_dir, "FAILED", uri)
+    except BaseException as error:
+        if uri:  # a run stopped by a signal (Ctrl-C, SIGTERM) is KILLED, one that failed FAILED
+            settle_run(run_dir, "FAILED" if isinstance(error, Exception) else "KILLED", uri)
         raise
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     record = recorded_run(run_dir) if uri else None

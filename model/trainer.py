@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import random
+import signal
 import statistics
 import sys
 import time
@@ -72,6 +73,19 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 STARTUP_ERRORS = (ConfigError, ShardError, CheckpointError, TokenizerError)
 REFUSED_MARK = "fineforge training refused: "  # the line a worker prints before exiting with EXIT_REFUSED
 EXIT_REFUSED = 2
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM, SIGINT): the run ends KILLED, not FAILED."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+def raise_terminated(signum: int, frame) -> None:
+    """Signal handler: a stop request becomes `Terminated` (torchrun forwards SIGTERM to its workers)."""
+    raise Terminated(signum)
 
 
 @dataclass(kw_only=True)
@@ -449,9 +463,13 @@ class Trainer:
         }
 
     def train(self) -> dict:
-        """`run`, then close the tracking FINISHED (FAILED on any exception) and the process group."""
+        """`run`, then close the tracking FINISHED (KILLED when stopped by a signal, FAILED on any other
+        exception) and the process group."""
         try:
             summary = self.run()
+        except (Terminated, KeyboardInterrupt):
+            self.close("KILLED")
+            raise
         except BaseException:
             self.close("FAILED")
             raise
@@ -485,9 +503,14 @@ def main(stage_type: type[Stage], config_type: type[TrainerConfig], argv: list[s
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         trainer = start_training(stage_type(load_config(config_type, args.config)))
     except STARTUP_ERRORS as exc:
         log.error("%s%s", REFUSED_MARK, exc)
         sys.exit(EXIT_REFUSED)
-    trainer.train()
+    try:
+        trainer.train()
+    except Terminated as stop:
+        log.warning("training %s: the run is marked KILLED", stop)
+        sys.exit(128 + stop.signum)

@@ -63,6 +63,24 @@ def parquet_files(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def check_parquet_inputs(inputs: Iterable[str | Path], columns: Iterable[str]) -> list[Path]:
+    """The Parquet files of the inputs, each with `columns`, checked from their footers alone (no data is read);
+    SchemaError naming the input or file when there is none, one is not Parquet, or a column is missing."""
+    inputs = [str(item) for item in inputs]
+    files = parquet_files(inputs)
+    if not files:
+        raise SchemaError(f"no Parquet files (*{PARQUET_SUFFIX}) in {', '.join(inputs)}")
+    for path in files:
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowException) as e:
+            raise SchemaError(f"{path}: not a readable Parquet file ({e})") from e
+        missing = [column for column in columns if column not in names]
+        if missing:
+            raise SchemaError(f"{path}: no column {', '.join(map(repr, missing))} (columns: {', '.join(names)})")
+    return files
+
+
 def hash_below(key: str, fraction: float) -> bool:
     """Whether the sha1 of `key`, read as a number in [0, 1), is below `fraction`: a stable `fraction` share of keys."""
     digest = hashlib.sha1(key.encode("utf-8")).digest()

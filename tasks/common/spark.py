@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import socket
 import sys
 import threading
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +45,45 @@ class SparkConfig(BaseModel):
     def is_local(self) -> bool:
         """True for `local`, `local[N]` and `local[*]` masters."""
         return self.master == "local" or self.master.startswith("local[")
+
+
+MASTER_CONNECT_SECONDS = 5.0
+STANDALONE_MASTER_PORT = 7077  # Spark's default
+
+
+def master_endpoints(master: str) -> list[tuple[str, int]]:
+    """The (host, port) addresses a cluster master URL names: `spark://h:p[,h2:p2]` (standalone, with standby
+    masters) or `k8s://https://h:p` (the Kubernetes API); none for local and YARN masters."""
+    if master.startswith("spark://"):
+        urls = [urlsplit(f"spark://{part}") for part in master.removeprefix("spark://").split(",")]
+        return [(url.hostname, url.port or STANDALONE_MASTER_PORT) for url in urls if url.hostname]
+    if master.startswith("k8s://"):
+        api = master.removeprefix("k8s://")
+        url = urlsplit(api if "://" in api else f"https://{api}")
+        return [(url.hostname, url.port or (80 if url.scheme == "http" else 443))] if url.hostname else []
+    return []
+
+
+def answers(host: str, port: int, timeout: float = MASTER_CONNECT_SECONDS) -> bool:
+    """Whether a TCP connection to host:port opens within `timeout` seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class SparkMasterUnreachable(RuntimeError):
+    """The configured cluster master does not answer."""
+
+
+def require_master(master: str) -> None:
+    """SparkMasterUnreachable, in one line, when no address of a cluster master answers (Spark itself would
+    retry for minutes and end in a long Py4J trace); nothing to check for local and YARN masters."""
+    endpoints = master_endpoints(master)
+    if endpoints and not any(answers(host, port) for host, port in endpoints):
+        raise SparkMasterUnreachable(f"Spark master {master} does not answer (no connection within "
+                                     f"{MASTER_CONNECT_SECONDS:g} s): start it, or use local[*]")
 
 
 LOCAL_SHUFFLE_PARTITIONS_PER_CORE = 2
@@ -91,6 +132,7 @@ def spark_session(config: SparkConfig | None = None):
     from pyspark.sql import SparkSession
 
     config = config or SparkConfig()
+    require_master(config.master)
     python = executor_python(config)
     if python:
         os.environ["PYSPARK_PYTHON"] = python  # pyspark hands the driver's value to every executor

@@ -15,6 +15,7 @@ hand from one stage to the next.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -196,6 +197,8 @@ def execute_stage(stage: Stage, workdir: str | Path, spark=None) -> StageOutput:
         statistics = stage.run(spark, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):  # a group folder this failed run made, left empty, goes too
+            tmp.parent.rmdir()
         raise
     statistics = {"stage": stage.name, "dump": stage.group, "fingerprint": stage_fingerprint,
                   "seconds": round(time.time() - started, 3), **statistics}

@@ -82,13 +82,35 @@ def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, o
     return stats
 
 
+class NoDocumentsKept(RuntimeError):
+    """A dump's WARC files gave no document: all unreadable, or every document dropped (e.g. by the language)."""
+
+
+def no_documents_reason(statistics: dict[str, Any], dump: str) -> str:
+    """Why a filter run kept nothing, from its statistics: nothing readable in the inputs, else the drops."""
+    files, dropped = statistics.get("input_files", 0), statistics["dropped"]
+    if statistics["documents_in"] == 0:
+        damage = ", ".join(f"{reason}={dropped[reason]}" for reason in READER_DAMAGE if dropped.get(reason))
+        return (f"{dump}: no document read from {files} input files ({damage or 'no HTML response in them'}); "
+                "the log names each file's error")
+    drops = ", ".join(f"{reason}={count}" for reason, count in sorted(dropped.items(), key=lambda item: -item[1]))
+    return (f"{dump}: no document kept of {statistics['documents_in']} read from {files} files (dropped: {drops}); "
+            "check the filter settings, e.g. filters.language")
+
+
 @dataclass(frozen=True)
 class FilterStage(ConfiguredStage):
-    """`<workdir>/<dump>/filtered/`: the documents of the WARC files `inputs` that pass the FineWeb filters."""
+    """`<workdir>/<dump>/filtered/`: the documents of the WARC files `inputs` that pass the FineWeb filters.
+
+    A whole run that keeps no document fails (NoDocumentsKept, nothing written): there is nothing to build on.
+    An increment (`only`: the new WARC files of a rebuild) that keeps none appends nothing."""
 
     config: FilterConfig
     inputs: list[str]
     name: ClassVar[str] = FILTERED
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
-        return filter_warcs_to_parquet(spark, self.files_to_write(), self.config, output_dir, self.group)
+        statistics = filter_warcs_to_parquet(spark, self.files_to_write(), self.config, output_dir, self.group)
+        if statistics["documents_out"] == 0 and self.only is None:  # an increment may add nothing to the output
+            raise NoDocumentsKept(no_documents_reason(statistics, self.group))
+        return statistics

@@ -26,6 +26,7 @@ COLLINFO_URL = "https://index.commoncrawl.org/collinfo.json"
 DUMP_PATTERN = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 GLOB_CHARS = ("*", "?", "[")
+CONNECTION_ERRORS = ("ConnectionError", "ClientConnectionError")  # builtins, botocore; aiohttp
 # Extra fsspec options per protocol: CommonCrawl's bucket is public, read without credentials.
 STORAGE_OPTIONS: dict[str, dict] = {"s3": {"anon": True}}
 
@@ -60,6 +61,18 @@ def dump_of(uri: str, default: str) -> str:
     return match.group(0) if match else default
 
 
+def connection_failure(error: BaseException) -> BaseException | None:
+    """The failed connection behind `error` (itself, or an exception it was raised from), else None: a
+    builtin ConnectionError, or a class of the HTTP and S3 clients named like one (aiohttp's
+    ClientConnectionError, botocore's ConnectionError)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if any(cls.__name__ in CONNECTION_ERRORS for cls in type(seen).__mro__):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _dump_paths(dump: str, source: str) -> list[str]:
     source = source.rstrip("/")
     if not _is_remote(source):
@@ -68,9 +81,12 @@ def _dump_paths(dump: str, source: str) -> list[str]:
     try:
         with open_uri(manifest, compression="gzip") as f:
             lines = f.read().decode("utf-8").splitlines()
-    except FileNotFoundError as e:
-        raise InputError(f"unknown dump {dump}: no WARC list at {manifest}") from e
-    except OSError as e:
+    except Exception as e:  # fsspec reports an unreachable HTTP host as FileNotFoundError, s3fs as botocore errors
+        failure = connection_failure(e)
+        if failure is not None:
+            raise InputError(f"cannot reach {source} to read the WARC list of dump {dump}: {failure}") from e
+        if isinstance(e, FileNotFoundError):
+            raise InputError(f"unknown dump {dump}: no WARC list at {manifest}") from e
         raise InputError(f"cannot read the WARC list of dump {dump} at {manifest}: {e}") from e
     return [f"{source}/{line.strip().lstrip('/')}" for line in lines if line.strip()]
 

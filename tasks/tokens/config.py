@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from fineforge.model.shards import ShardError, shard_dtype
 from fineforge.model.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError, load_tokenizer
+from fineforge.tasks.common.documents import SchemaError, check_parquet_inputs
 from fineforge.tasks.common.spark import SparkConfig
 from fineforge.tasks.scrub.config import SCRUBBED
 
@@ -59,7 +60,15 @@ class CorpusConfig(BaseModel):
         missing = [p for p in self.input if not Path(p).exists()]
         if missing:
             raise PydanticCustomError("input_not_found", f"input not found: {', '.join(missing)}")
+        try:
+            check_parquet_inputs(self.input, self.document_columns())
+        except SchemaError as e:
+            raise PydanticCustomError("input_not_parquet", f"input: {e}") from e
         return self
+
+    def document_columns(self) -> tuple[str, ...]:
+        """The columns every input file must have: the document's id and text."""
+        return ("id", "text")
 
 
 class TokenizeConfig(CorpusConfig):
@@ -73,6 +82,9 @@ class TokenizeConfig(CorpusConfig):
     id_column: str = "id"
     text_column: str = "text"
     min_partitions: int | None = Field(None, gt=0, description="Repartition to at least this many (default: cores).")
+
+    def document_columns(self) -> tuple[str, ...]:
+        return (self.id_column, self.text_column)
 
     def load_tokenizer(self) -> Tokenizer:
         """The configured tokenizer."""

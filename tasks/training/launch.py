@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from fineforge.model.trainer import REFUSED_MARK
+from fineforge.tasks.common.watchdog import guard
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ def torchrun_command(module: str, config_path: str | Path, launch: LaunchConfig)
 def run_command(command: list[str], env: dict[str, str] | None = None, logger: logging.Logger | None = None) -> None:
     """Run a command in its own process group, log each output line, raise TorchrunError on a nonzero exit.
 
-    If this process is interrupted, the whole group (torchrun and its workers) is terminated.
+    If this process is interrupted, the whole group (torchrun and its workers) is terminated; if it is killed,
+    its watchdog does that.
     """
     logger = logger or log
     logger.info("launching: %s", " ".join(command))
@@ -143,6 +145,7 @@ def run_command(command: list[str], env: dict[str, str] | None = None, logger: l
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         env={**os.environ, **(env or {})}, start_new_session=True,
     ) as proc:  # fmt: skip
+        guard(proc.pid)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:

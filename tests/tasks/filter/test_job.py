@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import pyarrow.parquet as pq
+import pytest
 
 from fineforge.tasks.common.documents import DOCUMENT_SCHEMA, part_file_name
-from fineforge.tasks.filter.job import filter_warcs_to_parquet
+from fineforge.tasks.common.stage import execute_stage
+from fineforge.tasks.filter.config import FilterConfig
+from fineforge.tasks.filter.job import FilterStage, NoDocumentsKept, filter_warcs_to_parquet
 
 
 def _dropped(step: dict) -> int:
@@ -63,3 +66,17 @@ def test_empty_input_list_writes_nothing_but_the_folder(spark, filtered, tmp_pat
     stats = filter_warcs_to_parquet(spark, [], filtered.config, tmp_path / "out", filtered.dump)
     assert stats["documents_in"] == stats["documents_out"] == stats["input_files"] == 0 and stats["dropped"] == {}
     assert (tmp_path / "out").is_dir()
+
+
+def test_a_filter_stage_that_keeps_no_document_fails_and_writes_nothing(spark, shared_data, tmp_path):
+    """English pages and a German-only build: a config that keeps nothing is an error with its reason, not an
+    empty corpus (the build used to complete with 0 documents and exit 0)."""
+    config = FilterConfig(language={"languages": ["de"]}, extraction={"timeout": 30})
+    stage = FilterStage(config, [str(shared_data / "warc" / "cc-main-2014-35-sample.warc")], "CC-MAIN-2014-35")
+    workdir = tmp_path / "work"
+    with pytest.raises(NoDocumentsKept) as refused:
+        execute_stage(stage, workdir, spark)
+    message = str(refused.value)
+    assert message.startswith("CC-MAIN-2014-35: no document kept of ") and "from 1 files" in message
+    assert "language/" in message and message.endswith("check the filter settings, e.g. filters.language")
+    assert list(workdir.iterdir()) == []  # neither the stage folder, nor its temporary one, nor the dump folder
