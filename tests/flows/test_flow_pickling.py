@@ -11,8 +11,11 @@ import cloudpickle
 import pytest
 
 from fineforge.flows.deploy import load_flow, read_deployments
+from fineforge.model.tokenizer import load_tokenizer
+from fineforge.tasks.preferences.pairs import PairsConfig, build_preference_set
 from testkit.checkpoints import tiny_bytes_checkpoint
 from testkit.conversations import write_chat_conversations
+from testkit.preferences import untrained_checkpoint, write_rule_rankings
 from testkit.rl import write_digit_prompts
 from testkit.shakespeare import write_shakespeare_shards
 
@@ -38,7 +41,18 @@ def rl_inputs(tmp_path_factory) -> dict[str, str]:
             "conversations": str(write_chat_conversations(folder / "chat", count=40, context_length=128))}
 
 
-def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs: dict) -> dict[str, dict]:
+@pytest.fixture(scope="module")
+def reward_inputs(tmp_path_factory) -> dict[str, str]:
+    """A real trunk checkpoint and preference set: the reward config's checks load them before any run starts."""
+    folder = tmp_path_factory.mktemp("reward")
+    config = PairsConfig(rankings=str(write_rule_rankings(folder / "rankings.jsonl", "keyword", 100)),
+                         output=str(folder / "set"), tokenizer="bytes", max_length=128)
+    build_preference_set(config, load_tokenizer("bytes"))
+    return {"init_checkpoint": str(untrained_checkpoint(folder / "trunk")), "data_dir": config.output}
+
+
+def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs: dict,
+                     reward_inputs: dict) -> dict[str, dict]:
     """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
@@ -55,14 +69,15 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs:
                                    "output_dir": str(tmp_path / "interrogation")}},
         "collect_rankings": {"config": {"checkpoint": rl_inputs["init_checkpoint"], "prompts": rl_inputs["prompts"],
                                         "dataset": str(tmp_path / "rankings.jsonl")}},
+        "reward_model": {"config": {"train": {**reward_inputs, "run_dir": str(tmp_path / "run")}}},
     }
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
 def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(
-        spec, shared_data, tmp_path, shards, rl_inputs):
+        spec, shared_data, tmp_path, shards, rl_inputs, reward_inputs):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(shared_data, tmp_path, shards, rl_inputs)
+    parameters = valid_parameters(shared_data, tmp_path, shards, rl_inputs, reward_inputs)
     assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
     validated = copy.validate_parameters(parameters[flow.name])
