@@ -81,7 +81,8 @@ class TokenizeConfig(CorpusConfig):
     dtype: Literal["auto", "uint16", "uint32"] = Field("auto", description="Token dtype; auto = smallest fitting.")
     id_column: str = "id"
     text_column: str = "text"
-    min_partitions: int | None = Field(None, gt=0, description="Repartition to at least this many (default: cores).")
+    min_partitions: int | None = Field(None, gt=0, description="Slices of the input, one Spark task each "
+                                      "(default: 4 per core; a file is never less than one).")
 
     def document_columns(self) -> tuple[str, ...]:
         return (self.id_column, self.text_column)

@@ -1,7 +1,8 @@
 """The per-document part of the tokenize stage, run on the Spark workers (so it imports no Prefect).
 
 A document is split by a hash of its id, checked (empty, invalid UTF-8: dropped and counted) and
-tokenized with the end-of-document token after it; a partition writes its tokens per split to part files.
+tokenized with the end-of-document token after it; a task reads its slice of the Parquet input with
+pyarrow and writes its tokens per split to part files.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from fineforge.model.tokenizer import Tokenizer, load_tokenizer
 from fineforge.tasks.common.documents import hash_below
+from fineforge.tasks.tokens.slices import Slice, read_slice
 
 SPLITS = ("train", "val")
 # Threads of the `tokenizers` library (Rust rayon pool): set to the Spark task's cores, as Spark already
@@ -86,36 +89,43 @@ def part_path(parts_dir: Path, partition: int, split: str) -> Path:
     return parts_dir / f"part-{partition:06d}-{split}.bin"
 
 
-def partition_writer(spec: str, vocab_dir: str | None, val_fraction: float, shard_tokens: int, dtype: str,
-                     parts_dir: str) -> Callable[[Iterator], Iterator]:
-    """The mapInArrow function: tokenize a partition's Arrow batches (id, text) into its part files, one per
-    split (`part_path`), written atomically; yield one row (partition, counts as JSON)."""
+def write_parts(tokenizer: Tokenizer, batches: Iterator, final: dict[str, Path], attempt: int, val_fraction: float,
+                dtype: str, shard_tokens: int) -> Counter:
+    """Tokenize Arrow batches (id, text) into one part file per split (`final`), written atomically; the counts."""
+    tmp = {split: path.with_name(f".{path.name}.{attempt}.tmp") for split, path in final.items()}
+    files = {split: open(path, "wb") for split, path in tmp.items()}
+    counts: Counter = Counter()
+    try:
+        for batch in batches:
+            ids = batch.column(0).cast(pa.string()).to_pylist()
+            texts = batch.column(1).cast(pa.binary()).to_pylist()  # invalid UTF-8 is counted, not raised
+            arrays, batch_counts = tokenize_documents(tokenizer, ids, texts, val_fraction, dtype, shard_tokens)
+            counts.update(batch_counts)
+            for split, split_arrays in arrays.items():
+                for array in split_arrays:
+                    files[split].write(array.tobytes())
+    finally:
+        for f in files.values():
+            f.close()
+    for split in SPLITS:
+        os.replace(tmp[split], final[split])
+    return counts
 
-    def write_partition(batches: Iterator) -> Iterator:
-        import pyarrow as pa
+
+def slice_writer(spec: str, vocab_dir: str | None, columns: list[str], val_fraction: float, shard_tokens: int,
+                 dtype: str, parts_dir: str) -> Callable[[int, Iterator[Slice]], Iterator[str]]:
+    """The mapPartitionsWithIndex function: read each slice of the partition (one) with pyarrow, `columns` =
+    (id, text), and tokenize it into the partition's part files (`part_path`); yield its counts as JSON."""
+
+    def write_slices(partition: int, pieces: Iterator[Slice]) -> Iterator[str]:
         from pyspark import TaskContext
 
         context = TaskContext.get()
-        partition, attempt = context.partitionId(), context.attemptNumber()
         os.environ[RAYON_THREADS_ENV] = str(context.cpus())  # read when the pool starts: first use per worker
         tokenizer = worker_tokenizer(spec, vocab_dir)
         final = {split: part_path(Path(parts_dir), partition, split) for split in SPLITS}
-        tmp = {split: path.with_name(f".{path.name}.{attempt}.tmp") for split, path in final.items()}
-        files = {split: open(path, "wb") for split, path in tmp.items()}
-        counts: Counter = Counter()
-        try:
-            for batch in batches:
-                ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-                arrays, batch_counts = tokenize_documents(tokenizer, ids, texts, val_fraction, dtype, shard_tokens)
-                counts.update(batch_counts)
-                for split, split_arrays in arrays.items():
-                    for array in split_arrays:
-                        files[split].write(array.tobytes())
-        finally:
-            for f in files.values():
-                f.close()
-        for split in SPLITS:
-            os.replace(tmp[split], final[split])
-        yield pa.RecordBatch.from_pydict({"partition": [partition], "counts": [json.dumps(counts)]})
+        batches = (batch for piece in pieces for batch in read_slice(piece, columns))
+        counts = write_parts(tokenizer, batches, final, context.attemptNumber(), val_fraction, dtype, shard_tokens)
+        yield json.dumps(counts)
 
-    return write_partition
+    return write_slices

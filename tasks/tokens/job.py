@@ -1,12 +1,14 @@
 """The tokens stage on Spark: Parquet documents -> llm.c token shards under `<workdir>/tokens/<name>/`.
 
 Every document becomes its tokens followed by the end-of-document token and goes to the train or the
-validation split by a hash of its id. Spark partitions tokenize in parallel (the tokenizer is loaded once
-per worker process) and each writes its tokens per split to a part file; the driver then concatenates
-the part files in partition order into shards of exactly `shard_tokens` tokens (the last one shorter),
-as llm.c's shards are. Documents thus may span two shards, which is how documents longer than a shard
-are kept (and counted). The part files go to the stage's temporary folder, so on a cluster the work
-dir must be a file system every executor shares (as the trainers that read the shards need anyway).
+validation split by a hash of its id. The input is cut into slices (`slices.py`: row ranges of the
+Parquet files, of about equal text bytes); one Spark task per slice reads it with pyarrow, tokenizes it
+(the tokenizer is loaded once per worker process) and writes its tokens per split to a part file. The
+driver then concatenates the part files in slice order, i.e. the documents in input order, into shards
+of exactly `shard_tokens` tokens (the last one shorter), as llm.c's shards are. Documents thus may span
+two shards, which is how documents longer than a shard are kept (and counted). The part files go to the
+stage's temporary folder, so on a cluster the work dir must be a file system every executor shares (as
+the trainers that read the shards need anyway).
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from fineforge.tasks.common.documents import parquet_files
 from fineforge.tasks.common.stage import StageOutput, execute_stage, file_identity
 from fineforge.tasks.common.statistics import merge_counts
 from fineforge.tasks.tokens.config import TOKENS_GROUP, TokenizeConfig, token_dtype
-from fineforge.tasks.tokens.documents import EMPTY, INVALID_UTF8, SPLITS, part_path, partition_writer
+from fineforge.tasks.tokens.documents import EMPTY, INVALID_UTF8, SPLITS, part_path, slice_writer
+from fineforge.tasks.tokens.slices import check_columns, plan_slices
 
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "_parts"
+# Slices per core: Spark hands the next slice to whichever core is free, so uneven documents even out.
+SLICES_PER_CORE = 4
 
 
 def tokenizer_identity(spec: str) -> str:
@@ -72,22 +77,21 @@ def _assemble_shards(parts_dir: Path, output_dir: Path, partitions: list[int], d
     return shards
 
 
-def _tokenize_partitions(spark, config: TokenizeConfig, parts_dir: Path, dtype: str) -> tuple[list[int], dict]:
-    """Tokenize the documents into per-partition part files; return the partitions and the merged counts."""
-    from pyspark.sql import functions as F
-
-    frame = spark.read.parquet(*[str(f) for f in parquet_files(config.input)])
-    for column in (config.id_column, config.text_column):
-        if column not in frame.columns:
-            raise ValueError(f"input has no column {column!r} (columns: {frame.columns})")
-    frame = frame.select(F.col(config.id_column).cast("string"), F.col(config.text_column).cast("binary"))
-    wanted = config.min_partitions or spark.sparkContext.defaultParallelism
-    if frame.rdd.getNumPartitions() < wanted:
-        frame = frame.repartition(wanted)
-    writer = partition_writer(config.tokenizer, config.vocab_dir, config.val_fraction, config.shard_tokens, dtype,
-                              str(parts_dir))
-    rows = frame.mapInArrow(writer, "partition long, counts string").collect()
-    return sorted(row["partition"] for row in rows), merge_counts(json.loads(row["counts"]) for row in rows)
+def _tokenize_slices(spark, config: TokenizeConfig, parts_dir: Path, dtype: str) -> tuple[list[int], dict]:
+    """Tokenize the documents, one Spark task per slice of the input, into part files; return the slices'
+    partition numbers (in input order) and the merged counts."""
+    files = parquet_files(config.input)
+    columns = [config.id_column, config.text_column]
+    check_columns(files, columns)
+    wanted = config.min_partitions or spark.sparkContext.defaultParallelism * SLICES_PER_CORE
+    slices = plan_slices(files, config.text_column, wanted)
+    if not slices:
+        return [], {}
+    writer = slice_writer(config.tokenizer, config.vocab_dir, columns, config.val_fraction, config.shard_tokens,
+                          dtype, str(parts_dir))
+    counts = spark.sparkContext.parallelize(slices, len(slices)).mapPartitionsWithIndex(writer).collect()
+    log.info("tokenized %d slices of %d files", len(slices), len(files))
+    return list(range(len(slices))), merge_counts(json.loads(c) for c in counts)
 
 
 def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenizer: Tokenizer | None = None) -> dict:
@@ -99,7 +103,7 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
         raise FileNotFoundError(f"no Parquet files in {config.input}")
     parts_dir = output_dir / PARTS_DIR
     parts_dir.mkdir(parents=True)
-    partitions, counts = _tokenize_partitions(spark, config, parts_dir, dtype)
+    partitions, counts = _tokenize_slices(spark, config, parts_dir, dtype)
     tokenized = time.time()
     shards = _assemble_shards(parts_dir, output_dir, partitions, dtype, config.shard_tokens)
     shutil.rmtree(parts_dir)

@@ -6,14 +6,17 @@ import json
 import re
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from fineforge.model.shards import load_manifest, read_shard
+from fineforge.model.shards import load_manifest, read_shard, write_shard
 from fineforge.model.tokenizer import load_tokenizer
+from fineforge.tasks.common.documents import parquet_files
 from fineforge.tasks.tokens.bpe import train_bpe_tokenizer
 from fineforge.tasks.tokens.config import TokenizeConfig, TokenizerTrainingConfig, token_dtype
-from fineforge.tasks.tokens.documents import validation_split
+from fineforge.tasks.tokens.documents import document_text, validation_split
 from fineforge.tasks.tokens.job import rechunk, tokenize_corpus
 from testkit.token_corpus import BAD_DOCUMENTS, write_corpus
 
@@ -109,6 +112,37 @@ def test_tokenize_stage_writes_exact_documents_in_shards(corpus, shared_data, sp
 
     again = tokenize_corpus(spark, config)
     assert again.skipped and again.fingerprint == output.fingerprint and again.statistics == stats
+
+
+def reference_shards(files, tok, shard_tokens):
+    """A straightforward encoding: every good document of the files in order, its tokens and EOT, per split,
+    concatenated and cut every `shard_tokens`."""
+    tokens = {"train": [], "val": []}
+    for file in files:
+        table = pq.read_table(file, columns=["id", "text"])
+        for doc_id, raw in zip(table.column("id").to_pylist(), table.column("text").cast(pa.binary()).to_pylist(),
+                               strict=True):
+            text, _ = document_text(raw)
+            if text is not None:
+                tokens[validation_split(doc_id, VAL_FRACTION)] += [*tok.encode(text), tok.eot_id]
+    return {split: np.split(np.array(t), range(shard_tokens, len(t), shard_tokens)) for split, t in tokens.items()}
+
+
+@pytest.mark.parametrize("slices", [1, 7])
+def test_shards_equal_a_reference_encoding_byte_for_byte(corpus, shared_data, spark, tmp_path, slices):
+    workdir, folder, _ = corpus
+    config = TokenizeConfig(input=[str(folder)], workdir=str(workdir), name=f"ref-{slices}", tokenizer="gpt2",
+                            vocab_dir=str(shared_data / "tokenizers"), val_fraction=VAL_FRACTION,
+                            shard_tokens=SHARD_TOKENS, min_partitions=slices)
+    out = tokenize_corpus(spark, config).path
+    expected = reference_shards(parquet_files([folder]), config.load_tokenizer(), SHARD_TOKENS)
+    shards = load_manifest(out)["shards"]
+    assert [s["file"] for s in shards] == [f"{split}_{i:06d}.bin" for split in ("train", "val")
+                                           for i in range(len(expected[split]))]
+    for shard in shards:
+        reference = tmp_path / shard["file"]
+        write_shard(reference, expected[shard["split"]][int(shard["file"][-10:-4])], "uint16")
+        assert (out / shard["file"]).read_bytes() == reference.read_bytes(), shard["file"]
 
 
 def test_trained_tokenizer_end_to_end(corpus, spark, tmp_path):
