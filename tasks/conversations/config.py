@@ -7,9 +7,10 @@ sources with one name fail validation, naming the field.
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fineforge.model.chat import ROLES
+from fineforge.tasks.common.fields import ExistingFile
 from fineforge.tasks.conversations.code_tasks import CODE_TASKS, WORD_TASKS, CodeTask, Executor
 from fineforge.tasks.conversations.corpus_search import FACT_KINDS, FactKind
 from fineforge.tasks.conversations.identity import LANGUAGES
@@ -38,14 +39,7 @@ class SourceBase(BaseModel):
 
 
 class FileSource(SourceBase):
-    path: str = Field(..., description="A JSONL file.")
-
-    @field_validator("path")
-    @classmethod
-    def _exists(cls, value: str) -> str:
-        if not Path(value).is_file():
-            raise ValueError(f"file not found: {value}")
-        return value
+    path: ExistingFile = Field(..., description="A JSONL file.")
 
 
 class OasstSource(FileSource):
@@ -96,18 +90,12 @@ class CodeTaskSource(SourceBase):
     kind: Literal["code_tasks"]
     count: int = Field(..., gt=0)
     tasks: list[CodeTask] = Field(default_factory=lambda: list(CODE_TASKS), min_length=1)
-    words: str | None = Field(None, description="A text file whose lower-case words the counting questions use.")
+    words: ExistingFile | None = Field(None, description="A text file whose lower-case words the counting "
+                                       "questions use.")
     tool: bool = Field(True, description="False: the control variant that answers directly, without the tool.")
     executor: Executor = Field("sandbox", description="What runs the code: the python sandbox, or the "
                                                       "calculator (arithmetic only).")
     seed: int = 0
-
-    @field_validator("words")
-    @classmethod
-    def _words_file(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"file not found: {value}")
-        return value
 
     @model_validator(mode="after")
     def _tasks_have_what_they_need(self) -> "CodeTaskSource":

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fineforge.tasks.common.fields import PromptsFile
+
 ORDER = "order"
 BEST_WORST = "best_worst"
 SAMPLES_SUFFIX = ".samples.jsonl"
@@ -34,7 +36,7 @@ class RankingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     checkpoint: str = Field(..., description="A checkpoint folder, or a run folder (its newest checkpoint).")
-    prompts: str = Field(..., description="JSONL file of prompts: {\"messages\": [...]} or {\"prompt\": text}, "
+    prompts: PromptsFile = Field(..., description="JSONL file of prompts: {\"messages\": [...]} or {\"prompt\": text}, "
                          "each with an optional \"id\".")
     dataset: str = Field(..., description="The rankings dataset (JSONL) every judgement is appended to.")
     samples: str | None = Field(None, description="Where sampled completions are stored so a re-run shows the "
@@ -61,13 +63,6 @@ class RankingConfig(BaseModel):
             raise ValueError(str(error)) from None
         if not (meta.get("tokenizer") or {}).get("spec"):
             raise ValueError(f"{value}: the checkpoint's metadata names no tokenizer")
-        return value
-
-    @field_validator("prompts")
-    @classmethod
-    def _is_a_file(cls, value: str) -> str:
-        if not Path(value).is_file():
-            raise ValueError(f"prompts file not found: {value}")
         return value
 
     @field_validator("dataset", "samples")

@@ -22,7 +22,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from fineforge.model.chat import ChatFormatError, ChatTemplate, Conversation
 from fineforge.model.checkpoint import CheckpointError, find_checkpoint, model_config, read_meta
@@ -37,6 +37,7 @@ from fineforge.model.preference_data import (
 from fineforge.model.reward_model import tokenizer_record
 from fineforge.model.shards import file_sha256
 from fineforge.model.tokenizer import Tokenizer
+from fineforge.tasks.common.fields import RankingsFile
 from fineforge.tasks.preferences.rankings import Judgement, RankingsDataset
 
 log = logging.getLogger(__name__)
@@ -47,19 +48,13 @@ class PairsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rankings: str = Field(description="The rankings dataset (JSONL, `fineforge preferences import` or `rank`).")
+    rankings: RankingsFile = Field(description="The rankings dataset (JSONL, from `fineforge preferences import` "
+                                   "or `rank`).")
     output: str = Field(description="The preference set folder to write.")
     tokenizer: str = Field(description="The trunk checkpoint's tokenizer spec: bytes, gpt2, ..., or a .json file.")
     tokenizer_dir: str | None = Field(None, description="Vocabulary files of a published encoding.")
     max_length: int = Field(ge=8, description="Longest row (prompt + reply) kept: the trunk's context.")
     heldout_fraction: float = Field(0.1, gt=0, lt=1, description="Share of prompts held out for evaluation.")
-
-    @field_validator("rankings")
-    @classmethod
-    def _rankings_exist(cls, value: str) -> str:
-        if not Path(value).is_file():
-            raise ValueError(f"rankings file not found: {value}")
-        return value
 
 
 def trunk_settings(checkpoint: str | Path) -> tuple[str, int]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from fineforge.tasks.common.fields import ExistingFile
 from fineforge.tasks.common.spark import SparkConfig
 from fineforge.tasks.tokens.config import corpus_folders
 
@@ -39,14 +40,7 @@ class _PositivesBase(BaseModel):
 
 
 class _PositiveFile(_PositivesBase):
-    path: str = Field(..., description="A JSONL file.")
-
-    @field_validator("path")
-    @classmethod
-    def _exists(cls, value: str) -> str:
-        if not Path(value).is_file():
-            raise ValueError(f"file not found: {value}")
-        return value
+    path: ExistingFile = Field(..., description="A JSONL file.")
 
 
 class Gsm8kPositives(_PositiveFile):
