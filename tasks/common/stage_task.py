@@ -12,7 +12,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from fineforge.tasks.common.spark import SparkConfig, SparkProgress, spark_session
-from fineforge.tasks.common.stage import Stage, StageOutput, execute_stage
+from fineforge.tasks.common.stage import Stage, StageOutput, execute_stage, is_complete
 from fineforge.tasks.common.statistics import stats_rows
 
 
@@ -24,8 +24,8 @@ def artifact_key(output: StageOutput) -> str:
 @task(name="run-stage", task_run_name="{stage.group}/{stage.name}", cache_policy=NO_CACHE)
 def run_stage(stage: Stage, workdir: Path, spark: SparkConfig | None = None) -> StageOutput:
     """Run `stage` as `<workdir>/<group>/<name>/`, on the Spark session of `spark` (None: a stage without
-    Spark); return its output."""
-    if spark is None:
+    Spark); return its output. A stage found complete starts no Spark session."""
+    if spark is None or is_complete(stage, workdir):
         output = execute_stage(stage, workdir)
     else:
         session = spark_session(spark)
