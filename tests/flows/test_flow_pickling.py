@@ -28,8 +28,10 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path) -> dict[st
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
-        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path)}},
+        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path), "tokenizer": "bytes"}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
+        "pipeline": {"config": {"data_build": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc")},
+                                "tokenize": {"tokenizer": "bytes"}, "workdir": str(tmp_path)}},
     }
 
 
