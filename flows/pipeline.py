@@ -28,7 +28,7 @@ from fineforge.model.tracking import recorded_run
 from fineforge.tasks.common.stage import StageOutput
 from fineforge.tasks.cpu_time import Usage, measured
 from fineforge.tasks.tokens.config import TokenizeConfig
-from fineforge.tasks.tracking import close_run, find_run, open_run, tag_run, tracking_uri
+from fineforge.tasks.tracking import close_run, experiment_of, find_run, open_run, tag_run, tracking_uri
 from fineforge.tasks.training.completion import claim_run_dir, completed_training, latest_samples, training_inputs
 
 REPORT_FILE = "report.md"
@@ -52,9 +52,7 @@ class Lineage:
         return self.describe(run_id)
 
     def describe(self, run_id: str) -> str:
-        from mlflow.tracking import MlflowClient
-
-        return run_link(self.uri, MlflowClient(self.uri).get_run(run_id).info.experiment_id, run_id)
+        return run_link(self.uri, experiment_of(self.uri, run_id), run_id)
 
 
 def run_subflow(subflow: Callable, *args: Any, **kwargs: Any) -> tuple[Any, Usage, str]:

@@ -188,6 +188,11 @@ def find_run(uri: str, experiment: str, tag: str, value: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def experiment_of(uri: str, run_id: str) -> str:
+    """The id of the experiment a run belongs to."""
+    return _client(uri).get_run(run_id).info.experiment_id
+
+
 def close_run(uri: str, run_id: str, status: str, config: Mapping[str, Any] | None = None,
               texts: Mapping[str, str] | None = None) -> None:
     """End a run with `status`, after logging `config` (as params and config.json) and `texts` as artifact files."""
