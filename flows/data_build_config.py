@@ -44,7 +44,8 @@ class DataBuildConfig(BaseModel):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     scrub: ScrubConfig = Field(default_factory=ScrubConfig)
     sample_documents: SampleConfig | None = Field(
-        None, description="Also keep a deterministic fraction of a stage's documents in WORKDIR/DUMP/sampled/."
+        None, title="Sample documents",
+        description="Also keep a deterministic fraction of a stage's documents in WORKDIR/DUMP/sampled/.",
     )
     spark: SparkConfig = Field(default_factory=SparkConfig)
     mlflow: bool = Field(True, description="Track the build as an MLflow run.")

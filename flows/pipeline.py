@@ -18,6 +18,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from fineforge.flows.data_build import data_build
+from fineforge.flows.data_build_config import DataBuildConfig
 from fineforge.flows.lineage import FLOW_RUN_ID_TAG, PARENT_RUN_TAG, prefect_run_tags
 from fineforge.flows.pipeline_config import PipelineConfig
 from fineforge.flows.pretrain import pretrain
@@ -64,8 +65,8 @@ def run_subflow(subflow: Callable, *args: Any, **kwargs: Any) -> tuple[Any, Usag
 
 def build_data(config: PipelineConfig, lineage: Lineage) -> tuple[dict, StageRecord]:
     """The data build subflow; its result and record (skipped when every stage was found complete)."""
-    build_config = config.data_build.model_copy(update={"mlflow_tracking_uri": lineage.uri})
-    built, usage, _ = run_subflow(data_build, build_config)
+    values = {**config.data_build.model_dump(mode="json"), "mlflow_tracking_uri": lineage.uri}
+    built, usage, _ = run_subflow(data_build, DataBuildConfig.model_validate(values))
     skipped = all(output.skipped for output in built["stages"])
     return built, StageRecord("data_build", skipped, usage.wall_seconds, usage.cpu_seconds,
                               lineage.link(built["mlflow_run_id"]), list(built["outputs"].values()))

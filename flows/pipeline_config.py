@@ -1,11 +1,12 @@
 """The one config of the `pipeline` flow (rendered by Prefect as the run form): the stage configs, composed.
 
-The pipeline owns what its stages share: the work dir, the Spark session and the MLflow store. It hands them
-to the stages; a stage section that sets them itself is refused (it would write somewhere else). Every check
-that needs no work runs here, before any stage starts: the data build's own checks (its input resolves, the
-languages, ...), tokenize's (the tokenizer loads and fits its dtype; its input is the data build's output,
-which does not exist yet) and the trainer's (types, ranges, the model shape, the batch arithmetic for the
-launch's world size; the shards are checked when they exist, before torchrun starts).
+The pipeline owns what its stages share: the work dir, the Spark session and the MLflow store, and what one
+stage hands the next (tokenize's input, pretrain's data_dir). Those fields of the stage sections are left out
+of the run form (which sends every field it shows) and refused when given (they would point elsewhere).
+Every check that needs no work runs here, before any stage starts: the data build's own checks (its input
+resolves, the languages, ...), tokenize's (the tokenizer loads and fits its dtype; its input is the data
+build's output, which does not exist yet) and the trainer's (types, ranges, the model shape, the batch
+arithmetic for the launch's world size; the shards are checked when they exist, before torchrun starts).
 """
 
 from dataclasses import asdict, dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from fineforge.flows.data_build_config import DataBuildConfig
@@ -24,11 +26,24 @@ from fineforge.tasks.tokens.config import TokenizeConfig
 from fineforge.tasks.training.launch import LaunchConfig
 
 SHARED_FIELDS = ("workdir", "spark")  # set by the pipeline for its Spark stages
+HANDED_FIELDS = {"data_build": ("mlflow_tracking_uri",), "tokenize": ("input",)}  # set from the pipeline or a stage
 PRETRAIN_RUN = "runs/pretrain"  # the default run folder, under the work dir
+
+
+class PipelineDataBuildConfig(DataBuildConfig):
+    """The data build of a pipeline: its work dir, Spark session and MLflow store are the pipeline's."""
+
+    workdir: SkipJsonSchema[Path] = Path("work")
+    spark: SkipJsonSchema[SparkConfig] = Field(default_factory=SparkConfig)
+    mlflow_tracking_uri: SkipJsonSchema[str | None] = None
 
 
 class PipelineTokenizeConfig(TokenizeConfig):
     """The tokenize stage of a pipeline: its input is the data build's output (none exists before the run)."""
+
+    input: SkipJsonSchema[list[str]] = Field(default_factory=list)
+    workdir: SkipJsonSchema[str] = "work"
+    spark: SkipJsonSchema[SparkConfig] = Field(default_factory=SparkConfig)
 
     @model_validator(mode="after")
     def _inputs_exist(self) -> "PipelineTokenizeConfig":  # overrides CorpusConfig's check: the pipeline's input
@@ -39,7 +54,7 @@ class PipelineTokenizeConfig(TokenizeConfig):
 class PipelinePretrainConfig(PretrainConfig):
     """The trainer's fields; data_dir is the tokenize stage's shards, run_dir defaults to WORKDIR/runs/pretrain."""
 
-    data_dir: str = ""  # set by the pipeline
+    data_dir: SkipJsonSchema[str] = ""  # set by the pipeline
     run_dir: str = ""
     experiment: str = "fineforge-pretrain"
 
@@ -65,7 +80,7 @@ class PipelineConfig(BaseModel):
     workdir: Path = Field(Path("work"), description="Everything goes under it: the corpus, the token shards, "
                           "the training run (WORKDIR/runs/pretrain), report.md and the embedded MLflow store.")
     spark: SparkConfig = Field(default_factory=SparkConfig)
-    data_build: DataBuildConfig
+    data_build: PipelineDataBuildConfig
     tokenize: PipelineTokenizeConfig = Field(default_factory=PipelineTokenizeConfig)
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
     mlflow_tracking_uri: str | None = Field(
@@ -76,16 +91,24 @@ class PipelineConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _share_workdir_and_spark(cls, values: Any) -> Any:
-        """The stages' work dir and Spark session are the pipeline's."""
+        """The stages' work dir and Spark session are the pipeline's; what a stage hands the next is not given."""
         if not isinstance(values, dict):
             return values
         values = dict(values)
+        pretrain = values.get("pretrain")
+        train = pretrain.get("train") if isinstance(pretrain, dict) else None
+        if isinstance(train, dict) and train.get("data_dir"):
+            message = "pretrain.train.data_dir: set by the pipeline (the tokenize stage's shards)"
+            raise PydanticCustomError("handed_field", message)
         for section in ("data_build", "tokenize"):
             stage = dict(values.get(section) or {})
             for name in SHARED_FIELDS:
                 if name in stage:
                     raise PydanticCustomError("shared_field", f"{section}.{name}: set by the pipeline's own {name}")
                 stage[name] = values.get(name, cls.model_fields[name].get_default(call_default_factory=True))
+            for name in HANDED_FIELDS[section]:
+                if stage.get(name):
+                    raise PydanticCustomError("handed_field", f"{section}.{name}: set by the pipeline")
             values[section] = stage
         return values
 

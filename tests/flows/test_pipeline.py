@@ -142,6 +142,7 @@ def assert_token_dataset(training, workdir: Path) -> None:
     ("pretrain.train.max_steps=0", "pretrain config field 'max_steps': must be > 0"),
     ("pretrain.train.tokens_per_step=100", "'tokens_per_step': 100 is not a multiple of micro_batch_size x seq_len"),
     ("tokenize.workdir=elsewhere", "tokenize.workdir: set by the pipeline's own workdir"),
+    ("pretrain.train.data_dir=elsewhere", "pretrain.train.data_dir: set by the pipeline"),
     ("tokenize.tokenizer=nope", "tokenize: tokenizer: unknown tokenizer 'nope'"),
 ])
 def test_a_wrong_config_fails_before_any_work_naming_the_field(shared_data, tmp_path, setting, message):
