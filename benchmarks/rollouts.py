@@ -74,6 +74,31 @@ def compare(engine: Engine, requests: list[Request], config: SamplingConfig) -> 
     }
 
 
+def throughput(engine: Engine, prompts: list[list[int]], rows: int, sampling: SamplingConfig) -> dict[str, dict]:
+    """`compare` on two batches of `rows` rows: 4 prompts x (rows / 4) samples, and `rows` different prompts."""
+    per_prompt = rows // SAMPLES_PER_PROMPT_CASE
+    cases = {
+        f"{SAMPLES_PER_PROMPT_CASE} prompts x {per_prompt} samples": [
+            p for p in prompts[:SAMPLES_PER_PROMPT_CASE] for _ in range(per_prompt)],
+        f"{rows} different prompts": prompts[:rows],
+    }
+    engine.generate_batch([Request(p, max_new_tokens=8) for p in prompts[:2]], sampling)  # warm-up
+    return {name: compare(engine, [Request(p, seed=row_seed(0, r)) for r, p in enumerate(case)], sampling)
+            for name, case in cases.items()}
+
+
+def print_throughput(results: dict[str, dict]) -> None:
+    """The markdown table of `throughput`'s results."""
+    print(f"| case | rows | prompt tokens | batched tokens/s | one at a time tokens/s | ratio (goal >= "
+          f"{GOAL_RATIO:.0f}x) | ratio of CPU time | identical |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
+    for name, result in results.items():
+        low, high = result["prompt_tokens"]
+        print(f"| {name} | {result['rows']} | {low}-{high} | {result['batched_tokens_per_s']} | "
+              f"{result['one_at_a_time_tokens_per_s']} | {result['ratio']}x | {result['cpu_time_ratio']}x | "
+              f"{result['identical_tokens']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small-cpu", help="model preset (default small-cpu)")
@@ -97,28 +122,12 @@ def main() -> None:
     engine = Engine(model, vocab_size=tokenizer.vocab_size)
     # prompts leave room for the new tokens, so no row's context shifts
     prompts = gsm8k_prompts(ChatTemplate(tokenizer), args.rows, config.block_size - args.new_tokens)
-    per_prompt = args.rows // SAMPLES_PER_PROMPT_CASE
-    cases = {
-        f"{SAMPLES_PER_PROMPT_CASE} prompts x {per_prompt} samples": [
-            p for p in prompts[:SAMPLES_PER_PROMPT_CASE] for _ in range(per_prompt)],
-        f"{args.rows} different prompts": prompts,
-    }
     sampling = SamplingConfig(max_new_tokens=args.new_tokens, temperature=1.0)
-    engine.generate_batch([Request(p, max_new_tokens=8) for p in prompts[:2]], sampling)  # warm-up
 
     print(f"{args.preset} ({model.num_parameters():,} parameters, context {config.block_size}), "
           f"{args.new_tokens} new tokens per row, {torch.get_num_threads()} threads on {args.device}")
-    print(f"| case | rows | prompt tokens | batched tokens/s | one at a time tokens/s | ratio (goal >= "
-          f"{GOAL_RATIO:.0f}x) | ratio of CPU time | identical |")
-    print("|---|---:|---|---:|---:|---:|---:|---|")
-    results = {}
-    for name, case_prompts in cases.items():
-        requests = [Request(p, seed=row_seed(0, r)) for r, p in enumerate(case_prompts)]
-        result = results[name] = compare(engine, requests, sampling)
-        low, high = result["prompt_tokens"]
-        print(f"| {name} | {result['rows']} | {low}-{high} | {result['batched_tokens_per_s']} | "
-              f"{result['one_at_a_time_tokens_per_s']} | {result['ratio']}x | {result['cpu_time_ratio']}x | "
-              f"{result['identical_tokens']} |")
+    results = throughput(engine, prompts, args.rows, sampling)
+    print_throughput(results)
     print(json.dumps({"preset": args.preset, "new_tokens": args.new_tokens, "threads": torch.get_num_threads(),
                       "device": args.device, "cases": results}))
     if not all(r["identical_tokens"] for r in results.values()):

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+from fineforge.flows.cli_config import Config, merged_values, read_config_file
 from fineforge.flows.cli_output import console, fail, validation_message
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 train_app = typer.Typer(no_args_is_help=True)
 
@@ -57,55 +62,105 @@ def pretrain_command(
     mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
 ) -> None:
     """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
-    from dataclasses import asdict
+    from fineforge.flows.pretrain_config import PretrainFlowConfig
+    from fineforge.model.pretrain import PretrainConfig
 
+    paths = {"data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
+    values = trainer_values(config_file, {**paths, "model": preset, "max_steps": max_steps}, settings,
+                            {"data_dir": "--data", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank, "retries": retries,
+              "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(PretrainConfig, PretrainFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.pretrain:pretrain", "fineforge.model.pretrain", flow_config, "pretraining")
+
+
+@train_app.command("rl")
+def rl_command(
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="The policy to start from: an SFT checkpoint or run "
+                                    "folder (its newest checkpoint)."),
+    prompts: Path = typer.Option(None, "--prompts", "-p", help="JSONL prompts with answers (the conversation "
+                                 "stage's train.jsonl, GSM8K lines)."),
+    eval_prompts: Path = typer.Option(None, "--eval-prompts", help="Held-out JSONL prompts: pass@1 and pass@k "
+                                      "every eval_every steps."),
+    verifier: str = typer.Option(None, "--verifier", help="gsm8k, word_problems, letter_count, or "
+                                 "package.module:attribute (default gsm8k)."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of RL fields; options override."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
+    settings: list[str] = typer.Option(None, "--set", help="Any RL field, e.g. --set samples_per_prompt=16 "
+                                       "(repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Reinforce a chat model's verified answers (GRPO) under torchrun (Prefect flow `rl`)."""
+    from fineforge.flows.rl_config import RLFlowConfig
+    from fineforge.model.rl.stage_config import RLConfig
+
+    options = {"init_checkpoint": checkpoint, "prompts": prompts, "eval_prompts": eval_prompts, "verifier": verifier,
+               "run_dir": run_dir, "tokenizer_dir": tokenizer_dir, "max_steps": max_steps}
+    values = trainer_values(config_file, options, settings, {"init_checkpoint": "--checkpoint",
+                                                             "prompts": "--prompts", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(RLConfig, RLFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.rl:rl", "fineforge.model.rl", flow_config, "rl")
+
+
+def trainer_values(config_file: Path | None, options: dict, settings: list[str] | None,
+                   required: dict[str, str]) -> dict:
+    """A stage's fields from the config file, then the options given (paths as text), then the `--set`s; a
+    `required` field (name -> its option) given nowhere fails naming the option."""
+    values = merged_values(read_config_file(config_file), options)
+    values.update(parse_settings(settings or []))  # after the merge: `--set top_k=null` sets None
+    for name, flag in required.items():
+        if name not in values:
+            fail(f"{flag} is required (or {name!r} in the config file)")
+    return values
+
+
+def checked_flow_config(config_type: type, flow_config_type: type[Config], values: dict, launch: dict,
+                        mlflow_uri: str | None) -> Config:
+    """The flow's config after every check of the stage (data, tokenizer, checkpoint, batch arithmetic) and of the
+    launch, or one error line and exit 2: nothing has started."""
     from pydantic import ValidationError
 
-    from fineforge.flows.pretrain_config import PretrainFlowConfig
     from fineforge.model.config import ConfigError, config_from_dict
-    from fineforge.model.pretrain import PretrainConfig
     from fineforge.tasks.training.launch import LaunchConfig
 
-    values: dict = {}
-    if config_file is not None:
-        try:
-            values = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            fail(f"cannot read config file {config_file}: {e}")
-        if not isinstance(values, dict):
-            fail(f"config file {config_file}: expected a JSON object of trainer fields")
-    paths = {"data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
-    options = {**{k: str(v) for k, v in paths.items() if v is not None}, "model": preset, "max_steps": max_steps}
-    values.update({k: v for k, v in options.items() if v is not None})
-    values.update(parse_settings(settings or []))
-    for required, flag in (("data_dir", "--data"), ("run_dir", "--run-dir")):
-        if required not in values:
-            fail(f"{flag} is required (or {required!r} in the config file)")
-    try:  # every check of the flow config (data, tokenizer, batch arithmetic, ...) before anything starts
-        config = config_from_dict(PretrainConfig, values)
-        launch = LaunchConfig(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=node_rank, retries=retries,
-                              rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id, launcher_args=torchrun_args or [])
-        flow_config = PretrainFlowConfig(train=config, launch=launch, mlflow_tracking_uri=mlflow_uri)
+    try:
+        config = config_from_dict(config_type, values)
+        return flow_config_type(train=config, launch=LaunchConfig(**launch), mlflow_tracking_uri=mlflow_uri)
     except ConfigError as e:
         fail(str(e))
     except ValidationError as e:
         fail(refusal_message(e))
 
+
+def run_training_flow(flow_path: str, module: str, flow_config: BaseModel, title: str) -> None:
+    """Run the training flow `flow_path` ("package.module:flow") on node 0, only torchrun on the other nodes
+    (node 0's flow owns the Prefect run; global rank 0 the MLflow run); print the result as a table."""
+    from dataclasses import asdict
+    from importlib import import_module
+
     from fineforge.flows.runtime import prepare_runtime
 
-    prepare_runtime(Path(config.run_dir))
-    from fineforge.flows.pretrain import pretrain
+    config, launch = flow_config.train, flow_config.launch
+    prepare_runtime(Path(config.run_dir))  # before Prefect is imported
     from fineforge.tasks.training.launch import TorchrunError, launch_training
 
     try:
-        if launch.node_rank > 0:  # node 0's flow owns the Prefect run; global rank 0 the MLflow run
-            node_config = Path(config.run_dir) / f"pretrain_config.node{launch.node_rank}.json"
-            launch_training("fineforge.model.pretrain", asdict(config), node_config, launch)
+        if launch.node_rank > 0:
+            node_config = Path(config.run_dir) / f"{module.rsplit('.', 1)[-1]}_config.node{launch.node_rank}.json"
+            launch_training(module, asdict(config), node_config, launch)
             return
-        result = pretrain(flow_config)
+        module_name, flow_name = flow_path.split(":")
+        result = getattr(import_module(module_name), flow_name)(flow_config)
     except TorchrunError as e:
         fail(str(e).splitlines()[0], code=1)  # the whole log was streamed above
-    table = Table(title="pretraining")
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():

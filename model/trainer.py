@@ -197,6 +197,11 @@ class Stage(ABC):
         """Text to watch the model learn by (rank 0, the unwrapped model, autocast); None if the stage has none."""
         return None
 
+    def step_metrics(self, step_seconds: float, tokens: int) -> dict[str, float]:
+        """The stage's own metrics of the optimizer step just taken (every rank, after the step; given its wall
+        seconds and the world's tokens), logged with the trainer's. Nothing by default."""
+        return {}
+
     @abstractmethod
     def data_position(self) -> dict:
         """Where the training data continues, as JSON (saved in every checkpoint)."""
@@ -303,7 +308,7 @@ class Trainer:
         return metrics, tokens * self.world.world_size
 
     def measured_step(self) -> dict[str, float | None]:
-        """`train_step` with its time, tokens/s and MFU."""
+        """`train_step` with its time, tokens/s and MFU, and the stage's own metrics of the step."""
         t0 = time.perf_counter()
         metrics, tokens = self.train_step()
         if self.world.device.type == "cuda":
@@ -311,7 +316,8 @@ class Trainer:
         seconds = time.perf_counter() - t0
         tokens_per_s = tokens / seconds
         mfu = model_flops_utilisation(self.flops_per_token, tokens_per_s, self.peak_flops, self.world.world_size)
-        return {**metrics, "tokens_per_s": tokens_per_s, "mfu": mfu, "step_seconds": seconds, "tokens": tokens}
+        return {**metrics, "tokens_per_s": tokens_per_s, "mfu": mfu, "step_seconds": seconds, "tokens": tokens,
+                **self.stage.step_metrics(seconds, tokens)}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

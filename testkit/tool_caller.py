@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from fineforge.model.chat import ChatTemplate, Conversation
+from fineforge.model.chat import ChatTemplate
 from fineforge.model.checkpoint import save_checkpoint
-from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.gpt import GPT
 from fineforge.model.optim import adamw
 from fineforge.model.tokenizer import (
     CODE_END,
@@ -26,6 +24,7 @@ from fineforge.model.tokenizer import (
     Tokenizer,
     load_tokenizer,
 )
+from testkit.chat_training import train_chat_model
 
 
 def call(opener: str, closer: str, text: str, output: str) -> str:
@@ -57,28 +56,10 @@ def conversation(question: str, answer: str | None = None) -> list[dict[str, str
 def train_tool_caller(steps: int = TRAIN_STEPS, seed: int = 0, block_size: int = 512) -> tuple[GPT, Tokenizer]:
     """The trained model (eval mode) and its tokenizer."""
     tokenizer = load_tokenizer("bytes")
-    template = ChatTemplate(tokenizer)
-    rendered = [template.render(Conversation.from_messages(conversation(q, a))) for q, a in TURNS.items()]
-    width = max(len(ids) for ids, _ in rendered)
-    if width > block_size:
-        raise ValueError(f"the conversations need a context of {width}, got {block_size}")
-    inputs = torch.zeros(len(rendered), width - 1, dtype=torch.long)
-    targets = torch.full((len(rendered), width - 1), -1, dtype=torch.long)
-    mask = torch.zeros(len(rendered), width - 1)
-    for i, (ids, loss_mask) in enumerate(rendered):
-        n = len(ids) - 1
-        inputs[i, :n] = torch.tensor(ids[:-1])
-        targets[i, :n] = torch.tensor(ids[1:])
-        mask[i, :n] = torch.tensor(loss_mask[1:], dtype=torch.float)
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **MODEL_SHAPE))
-    optimizer = adamw(model, weight_decay=0.0, lr=LEARNING_RATE, betas=(0.9, 0.95), device_type="cpu")
-    for _ in range(steps):
-        _, loss = model(inputs, targets=targets, loss_mask=mask)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return model.eval(), tokenizer
+    conversations = [conversation(q, a) for q, a in TURNS.items()]
+    model = train_chat_model(ChatTemplate(tokenizer), conversations, steps, MODEL_SHAPE, LEARNING_RATE, seed=seed,
+                             block_size=block_size)
+    return model, tokenizer
 
 
 def save_chat_checkpoint(model: GPT, tokenizer: Tokenizer, run_dir: Path) -> Path:

@@ -10,8 +10,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fineforge.model.chat import ROLES
+from fineforge.tasks.conversations.code_tasks import CODE_TASKS, WORD_TASKS, CodeTask, Executor
+from fineforge.tasks.conversations.corpus_search import FACT_KINDS, FactKind
 from fineforge.tasks.conversations.identity import LANGUAGES
 from fineforge.tasks.conversations.rendering import TooLong
+from fineforge.tasks.search.config import indexed_dumps
+from fineforge.tasks.search.query import BUILD_COMMAND
 
 Role = Literal[ROLES]  # type: ignore[valid-type]
 Language = Literal[LANGUAGES]  # type: ignore[valid-type]
@@ -85,8 +89,66 @@ class WordProblemSource(SourceBase):
     seed: int = 0
 
 
+class CodeTaskSource(SourceBase):
+    """Generated questions answered with the python tool: letter and character counts, big arithmetic, sorting."""
+
+    kind: Literal["code_tasks"]
+    count: int = Field(..., gt=0)
+    tasks: list[CodeTask] = Field(default_factory=lambda: list(CODE_TASKS), min_length=1)
+    words: str | None = Field(None, description="A text file whose lower-case words the counting questions use.")
+    tool: bool = Field(True, description="False: the control variant that answers directly, without the tool.")
+    executor: Executor = Field("sandbox", description="What runs the code: the python sandbox, or the "
+                                                      "calculator (arithmetic only).")
+    seed: int = 0
+
+    @field_validator("words")
+    @classmethod
+    def _words_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _tasks_have_what_they_need(self) -> "CodeTaskSource":
+        needs_words = sorted(WORD_TASKS & set(self.tasks))
+        if needs_words and self.words is None:
+            raise ValueError(f"words: the tasks {needs_words} need a text file of words")
+        other = sorted(set(self.tasks) - {"arithmetic"})
+        if self.executor == "calculator" and other:
+            raise ValueError(f"executor: the calculator runs arithmetic only, not {other}; use the sandbox")
+        return self
+
+
+class CorpusSearchSource(SourceBase):
+    """Generated questions about facts of the built corpus, answered with the search tool."""
+
+    kind: Literal["corpus_search"]
+    workdir: str = Field(..., description="The work dir whose corpus and search index the questions come from.")
+    dumps: list[str] | None = Field(None, description="Only these dumps (default: every indexed dump).")
+    k: int = Field(3, ge=1, description="Results per search, as the runtime's search tool returns them.")
+    facts: list[FactKind] = Field(default_factory=lambda: list(FACT_KINDS), min_length=1,
+                                  description="What may be blanked, in order of preference.")
+    per_document: int = Field(1, ge=1, description="Most questions from one document.")
+    tool: bool = Field(True, description="False: the control variant that answers directly, without the tool.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _has_index(self) -> "CorpusSearchSource":
+        indexed = indexed_dumps(Path(self.workdir))
+        if not indexed:
+            raise ValueError(f"workdir: no search index in {self.workdir}: build it with "
+                             f"`{BUILD_COMMAND.format(workdir=self.workdir)}`")
+        missing = sorted(set(self.dumps or []) - set(indexed))
+        if missing:
+            raise ValueError(f"dumps: {missing} are not in the search index of {self.workdir} "
+                             f"(indexed: {sorted(indexed)})")
+        return self
+
+
 Source = Annotated[
-    OasstSource | Gsm8kSource | JsonlSource | IdentitySource | WordProblemSource, Field(discriminator="kind")
+    OasstSource | Gsm8kSource | JsonlSource | IdentitySource | WordProblemSource | CodeTaskSource
+    | CorpusSearchSource,
+    Field(discriminator="kind"),
 ]
 
 

@@ -28,8 +28,11 @@ from fineforge.model.shards import shard_dtype, write_manifest
 from fineforge.model.tokenizer import Tokenizer, load_tokenizer
 from fineforge.tasks.common.stage import StageOutput, execute_stage, file_identity
 from fineforge.tasks.common.statistics import merge_counts
+from fineforge.tasks.conversations.code_tasks import code_task_conversations, read_words
 from fineforge.tasks.conversations.config import (
+    CodeTaskSource,
     ConversationsConfig,
+    CorpusSearchSource,
     FileSource,
     Gsm8kSource,
     IdentitySource,
@@ -38,6 +41,7 @@ from fineforge.tasks.conversations.config import (
     Source,
     WordProblemSource,
 )
+from fineforge.tasks.conversations.corpus_search import corpus_search_conversations
 from fineforge.tasks.conversations.gsm8k import gsm8k_conversations
 from fineforge.tasks.conversations.identity import identity_conversations
 from fineforge.tasks.conversations.oasst import oasst_conversations
@@ -45,6 +49,7 @@ from fineforge.tasks.conversations.records import ConversationRecord, SourceCoun
 from fineforge.tasks.conversations.rendering import RenderedConversation, render_record, with_system
 from fineforge.tasks.conversations.user_jsonl import jsonl_conversations
 from fineforge.tasks.conversations.word_problems import word_problem_conversations
+from fineforge.tasks.search.config import indexed_dumps
 from fineforge.tasks.tokens.job import tokenizer_identity
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,13 @@ def source_records(source: Source, counts: SourceCounts) -> Iterator[Conversatio
     elif isinstance(source, WordProblemSource):
         records = word_problem_conversations(source.count, source.max_difficulty, source.answer_first, source.seed,
                                              label)
+    elif isinstance(source, CodeTaskSource):
+        words = read_words(source.words) if source.words else []
+        records = code_task_conversations(source.count, source.tasks, words, source.tool, source.executor,
+                                          source.seed, label, counts)
+    elif isinstance(source, CorpusSearchSource):
+        records = corpus_search_conversations(source.workdir, source.k, source.dumps, source.facts,
+                                              source.per_document, source.tool, source.seed, label, counts)
     else:
         raise TypeError(f"unknown source {type(source).__name__}")
     for record in itertools.islice(records, source.limit):
@@ -238,10 +250,13 @@ class ConversationsStage:
         return self.config.name
 
     def fingerprint_parts(self) -> list[Any]:
-        """The input files, the tokenizer (file contents too), every setting but where."""
-        paths = [s.path for s in self.config.sources if isinstance(s, FileSource)]
+        """The input files, the search indexes asked, the tokenizer (file contents too), every setting but where."""
+        sources = self.config.sources
+        paths = [s.path for s in sources if isinstance(s, FileSource)]
+        paths += [s.words for s in sources if isinstance(s, CodeTaskSource) and s.words]
+        indexes = [indexed_dumps(Path(s.workdir)) for s in sources if isinstance(s, CorpusSearchSource)]
         settings = self.config.model_dump(mode="json", exclude={"workdir", "name", "vocab_dir"})
-        return [file_identity(paths), tokenizer_identity(self.config.tokenizer), settings]
+        return [file_identity(paths), indexes, tokenizer_identity(self.config.tokenizer), settings]
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
         return write_conversations(self.config, output_dir, self.tokenizer)

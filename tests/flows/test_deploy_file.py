@@ -12,7 +12,7 @@ runner = CliRunner()
 def test_the_repository_prefect_yaml_lists_every_flow_once_on_the_fineforge_pool():
     specs = read_deployments(PREFECT_FILE)
     flows = sorted(spec.entrypoint.rsplit(":", 1)[1] for spec in specs)
-    assert flows == ["data_build", "pipeline", "pretrain", "tokenize"]
+    assert flows == ["data_build", "pipeline", "pretrain", "rl", "tokenize"]
     assert {spec.work_pool for spec in specs} == {"fineforge"}
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from testkit.checkpoints import tiny_bytes_checkpoint
+from testkit.rl import write_digit_prompts
 from testkit.services import api_error, fineforge, tiny_pipeline_parameters, tiny_pretrain_parameters
 from testkit.shakespeare import write_shakespeare_shards
 from testkit.token_corpus import DUMP, write_corpus
@@ -22,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WARC = "cc-main-2014-35-sample.warc"
 RUN_SECONDS = 900
 PRETRAIN_STEPS = 6
-DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "pipeline/tiny")
+RL_STEPS = 2
+DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "rl/default", "pipeline/tiny")
 HTML_TAG = re.compile(r"<[^>]*>")  # the UI renders descriptions as HTML: "<workdir>" disappears
 
 
@@ -42,7 +45,7 @@ def deployed(fineforge_server, tmp_path_factory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def runs(fineforge_server, deployed, shared_data, tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """One run of each deployment, started at once as four presses of Run would (the worker runs them together)."""
+    """One run of each deployment, started at once as presses of Run would (the worker runs them together)."""
     root = tmp_path_factory.mktemp("inputs")
     write_corpus(shared_data, root, with_bad=False)
     shards = write_shakespeare_shards(shared_data / "corpora" / "tinyshakespeare.txt", root / "shards", limit=100_000)
@@ -51,11 +54,23 @@ def runs(fineforge_server, deployed, shared_data, tmp_path_factory) -> tuple[Pat
         "tokenize": {"config": {"input": [str(root / DUMP / "scrubbed")], "workdir": str(root), "name": "bytes",
                                 "tokenizer": "bytes", "val_fraction": 0.1, "spark": {"master": "local[2]"}}},
         "pretrain": tiny_pretrain_parameters(shards, root / "run", "deployments-test", PRETRAIN_STEPS),
+        "rl": tiny_rl_parameters(root),
         "pipeline": tiny_pipeline_parameters(shared_data, root / "pipeline"),
     }
     names = {name: f"{name}/{'tiny' if name == 'pipeline' else 'default'}" for name in parameters}
     started = {name: fineforge_server.run_deployment(names[name], p)["id"] for name, p in parameters.items()}
     return root, started
+
+
+def tiny_rl_parameters(root: Path) -> dict:
+    """`rl` flow parameters of the smallest RL run: a tiny random model, generated word-problem-style prompts."""
+    return {"config": {"train": {
+        "init_checkpoint": str(tiny_bytes_checkpoint(root / "rl-init")), "run_dir": str(root / "rl-run"),
+        "prompts": str(write_digit_prompts(root / "rl-prompts.jsonl", 8)), "verifier": "word_problems",
+        "experiment": "deployments-rl", "prompts_per_rollout": 2, "samples_per_prompt": 2, "micro_batch_size": 4,
+        "max_new_tokens": 8, "max_steps": RL_STEPS, "eval_every": 0, "sample_every": RL_STEPS,
+        "checkpoint_every": RL_STEPS,
+    }, "launch": {"retries": 0}}}  # fmt: skip
 
 
 def completed(server, run_id: str) -> dict:
@@ -152,6 +167,18 @@ def test_pipeline_run_from_the_ui_completes_with_its_report_card_and_mlflow_line
     assert parent.data.tags["prefect.flow_run_url"].endswith(f"/runs/flow-run/{started['pipeline']}")
     version = mlflow.get_model_version_by_alias("fineforge", "latest-pretrain")
     assert version.run_id == children[-1].info.run_id
+
+
+def test_rl_run_from_the_ui_completes_and_logs_to_the_mlflow_server(fineforge_server, runs):
+    root, started = runs
+    completed(fineforge_server, started["rl"])
+    summary = fineforge_server.artifacts(started["rl"])["rl-summary"]["data"]
+    assert "| verifier | word_problems |" in summary
+    run_id = re.search(r"MLflow run: `(\w+)`", summary).group(1)
+    mlflow = MlflowClient(tracking_uri=fineforge_server.mlflow_url)
+    assert mlflow.get_run(run_id).data.tags["fineforge.stage"] == "rl"
+    assert [m.step for m in mlflow.get_metric_history(run_id, "reward_mean")] == list(range(1, RL_STEPS + 1))
+    assert f"samples/step_{RL_STEPS:08d}.txt" in {a.path for a in mlflow.list_artifacts(run_id, "samples")}
 
 
 def test_a_bad_parameter_fails_at_once_with_the_reason_in_the_run_log(fineforge_server, deployed, shared_data,

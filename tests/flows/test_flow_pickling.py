@@ -11,6 +11,8 @@ import cloudpickle
 import pytest
 
 from fineforge.flows.deploy import load_flow, read_deployments
+from testkit.checkpoints import tiny_bytes_checkpoint
+from testkit.rl import write_digit_prompts
 from testkit.shakespeare import write_shakespeare_shards
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
@@ -23,22 +25,33 @@ def shards(shared_data, tmp_path_factory) -> Path:
     return write_shakespeare_shards(text, tmp_path_factory.mktemp("shards"), limit=100_000)
 
 
-def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path) -> dict[str, dict]:
+@pytest.fixture(scope="module")
+def rl_inputs(tmp_path_factory) -> dict[str, str]:
+    """A real checkpoint and prompt set: the rl config's checks load them before any run starts."""
+    folder = tmp_path_factory.mktemp("rl")
+    return {"init_checkpoint": str(tiny_bytes_checkpoint(folder / "init")),
+            "prompts": str(write_digit_prompts(folder / "prompts.jsonl", 16))}
+
+
+def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs: dict) -> dict[str, dict]:
     """The smallest valid parameters of each deployed flow, by flow name (a new flow adds its own here)."""
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
         "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path), "tokenizer": "bytes"}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
+        "rl": {"config": {"train": {**rl_inputs, "verifier": "word_problems", "max_new_tokens": 32,
+                                    "run_dir": str(tmp_path / "run")}}},
         "pipeline": {"config": {"data_build": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc")},
                                 "tokenize": {"tokenizer": "bytes"}, "workdir": str(tmp_path)}},
     }
 
 
 @pytest.mark.parametrize("spec", read_deployments(), ids=lambda spec: spec.entrypoint)
-def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(spec, shared_data, tmp_path, shards):
+def test_a_pickled_copy_of_every_deployed_flow_validates_its_parameters(
+        spec, shared_data, tmp_path, shards, rl_inputs):
     flow = load_flow(spec.entrypoint)
-    parameters = valid_parameters(shared_data, tmp_path, shards)
+    parameters = valid_parameters(shared_data, tmp_path, shards, rl_inputs)
     assert flow.name in parameters, f"add the smallest valid parameters of {flow.name!r} to valid_parameters()"
     copy = cloudpickle.loads(cloudpickle.dumps(flow))
     validated = copy.validate_parameters(parameters[flow.name])

@@ -1,0 +1,60 @@
+"""Supervised training of a tiny chat model on conversations, in-process, for tests and benchmarks.
+
+The conversations are rendered with the real chat template and loss mask (tool output masked out, as in
+SFT) and trained with the project's AdamW on random batches; the model starts from scratch. It is a
+stand-in for the SFT stage where a test or benchmark needs a model in seconds or minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+
+import torch
+
+from fineforge.model.chat import ChatTemplate, Conversation
+from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.optim import adamw
+
+log = logging.getLogger(__name__)
+LOG_EVERY = 100
+
+
+def rendered_batch(template: ChatTemplate, conversations: Sequence[Sequence[dict]], block_size: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inputs, targets, loss mask) of the conversations, padded to the longest; ValueError when one does not fit."""
+    rendered = [template.render(Conversation.from_messages(list(messages))) for messages in conversations]
+    width = max(len(ids) for ids, _ in rendered)
+    if width > block_size:
+        raise ValueError(f"the conversations need a context of {width}, got {block_size}")
+    inputs = torch.zeros(len(rendered), width - 1, dtype=torch.long)
+    targets = torch.full((len(rendered), width - 1), -1, dtype=torch.long)
+    mask = torch.zeros(len(rendered), width - 1)
+    for i, (ids, loss_mask) in enumerate(rendered):
+        n = len(ids) - 1
+        inputs[i, :n] = torch.tensor(ids[:-1])
+        targets[i, :n] = torch.tensor(ids[1:])
+        mask[i, :n] = torch.tensor(loss_mask[1:], dtype=torch.float)
+    return inputs, targets, mask
+
+
+def train_chat_model(template: ChatTemplate, conversations: Sequence[Sequence[dict]], steps: int,
+                     shape: dict, learning_rate: float, batch_size: int | None = None, seed: int = 0,
+                     block_size: int = 512) -> GPT:
+    """A `tiny`-preset GPT of `shape` trained `steps` steps at a constant learning rate on random batches of the
+    conversations (all of them when batch_size is None); returned in eval mode."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **shape))
+    optimizer = adamw(model, weight_decay=0.0, lr=learning_rate, betas=(0.9, 0.95), device_type="cpu")
+    everything = rendered_batch(template, conversations, block_size) if batch_size is None else None
+    for step in range(1, steps + 1):
+        batch = everything or rendered_batch(template, rng.sample(conversations, batch_size), block_size)
+        _, loss = model(batch[0], targets=batch[1], loss_mask=batch[2])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % LOG_EVERY == 0 or step == steps:
+            log.info("step %d/%d: loss %.4f", step, steps, loss.item())
+    return model.eval()
