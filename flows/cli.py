@@ -9,6 +9,7 @@ from fineforge.flows.cli_conversations import conversations_app
 from fineforge.flows.cli_data import data_app
 from fineforge.flows.cli_deploy import deploy
 from fineforge.flows.cli_generate import generate
+from fineforge.flows.cli_interrogate import interrogate
 from fineforge.flows.cli_pipeline import pipeline_app
 from fineforge.flows.cli_preferences import preferences_app
 from fineforge.flows.cli_rank import rank
@@ -33,6 +34,7 @@ app.command("generate", help="Sample continuations from a checkpoint.")(generate
 app.command("chat", help="Chat with a checkpoint in the terminal, with the python and search tools.")(chat)
 app.add_typer(preferences_app, name="preferences", help="Preference data for reward models.")
 app.command("rank", help="Rank sampled completions in the terminal.")(rank)
+app.command("interrogate", help="Refusal data: ask a chat checkpoint questions of known answers.")(interrogate)
 app.add_typer(server_app, name="server", help="The Prefect server, a worker and the MLflow server on 127.0.0.1.")
 app.command("generate", help="Sample continuations from a checkpoint.")(generate)
 app.command("deploy", help="Register every flow as a Prefect deployment (prefect.yaml), runnable from the UI.")(deploy)

@@ -74,6 +74,49 @@ def pretrain_command(
     run_training_flow("fineforge.flows.pretrain:pretrain", "fineforge.model.pretrain", flow_config, "pretraining")
 
 
+@train_app.command("sft")
+def sft_command(
+    init: Path = typer.Option(None, "--init", "-i", help="The checkpoint to start from: a checkpoint folder, or a "
+                              "run folder (its newest checkpoint), of pretraining or SFT."),
+    data: Path = typer.Option(None, "--data", "-d", help="Conversation shards (`fineforge conversations build`)."),
+    conversations: Path = typer.Option(None, "--conversations", help="A conversations config (JSON) to build "
+                                       "first; --data defaults to its folder."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of SFT fields; options override."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
+    settings: list[str] = typer.Option(None, "--set", help="Any SFT field, e.g. --set lr=3e-5 (repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Fine-tune a checkpoint on conversations, the loss on the assistant's tokens, under torchrun (Prefect flow
+    `sft`)."""
+    from pydantic import ValidationError
+
+    from fineforge.flows.sft_config import SFTFlowConfig, defaults_from_conversations
+    from fineforge.model.sft import SFTConfig
+    from fineforge.tasks.conversations.config import ConversationsConfig
+
+    options = {"init_checkpoint": init, "data_dir": data, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir,
+               "max_steps": max_steps}
+    values = trainer_values(config_file, options, settings, {"init_checkpoint": "--init", "run_dir": "--run-dir"})
+    build = None
+    if conversations is not None:
+        try:
+            build = ConversationsConfig.model_validate(read_config_file(conversations))
+        except ValidationError as e:
+            fail(refusal_message(e))
+        values = defaults_from_conversations(values, build)
+    elif "data_dir" not in values:
+        fail("--data or --conversations is required (or 'data_dir' in the config file)")
+    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(SFTConfig, SFTFlowConfig, values, launch, mlflow_uri, conversations=build)
+    run_training_flow("fineforge.flows.sft:sft", "fineforge.model.sft", flow_config, "sft")
+
+
 @train_app.command("rl")
 def rl_command(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="The policy to start from: an SFT checkpoint or run "
@@ -122,9 +165,9 @@ def trainer_values(config_file: Path | None, options: dict, settings: list[str] 
 
 
 def checked_flow_config(config_type: type, flow_config_type: type[Config], values: dict, launch: dict,
-                        mlflow_uri: str | None) -> Config:
-    """The flow's config after every check of the stage (data, tokenizer, checkpoint, batch arithmetic) and of the
-    launch, or one error line and exit 2: nothing has started."""
+                        mlflow_uri: str | None, **fields) -> Config:
+    """The flow's config (with its other `fields`) after every check of the stage (data, tokenizer, checkpoint,
+    batch arithmetic) and of the launch, or one error line and exit 2: nothing has started."""
     from pydantic import ValidationError
 
     from fineforge.model.config import ConfigError, config_from_dict
@@ -132,7 +175,8 @@ def checked_flow_config(config_type: type, flow_config_type: type[Config], value
 
     try:
         config = config_from_dict(config_type, values)
-        return flow_config_type(train=config, launch=LaunchConfig(**launch), mlflow_tracking_uri=mlflow_uri)
+        return flow_config_type(train=config, launch=LaunchConfig(**launch), mlflow_tracking_uri=mlflow_uri,
+                                **fields)
     except ConfigError as e:
         fail(str(e))
     except ValidationError as e:

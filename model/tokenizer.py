@@ -12,6 +12,7 @@ special-token strings in it goes through `encode_with_special`; a single special
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -369,3 +370,20 @@ def _offline_tiktoken_cache(encoding_name: str, vocab_dir: Path) -> Iterator[Non
                 os.environ.pop(TIKTOKEN_CACHE_ENV, None)
             else:
                 os.environ[TIKTOKEN_CACHE_ENV] = before
+
+
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
+    """What makes two tokenizers encode alike, hashed: a published encoding's name (a trained one's file
+    content, wherever that file lies), the vocabulary size and the special token ids."""
+    if isinstance(tokenizer, BPETokenizer):
+        what = "file:" + hashlib.sha256(Path(tokenizer.name).read_bytes()).hexdigest()
+    else:
+        what = tokenizer.name
+    identity = json.dumps([what, tokenizer.vocab_size, sorted(tokenizer.special_tokens.items())])
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()
+
+
+def tokenizer_record(spec: str, tokenizer: Tokenizer) -> dict:
+    """How checkpoints and data sets record their tokenizer: spec, name, vocabulary size, fingerprint."""
+    return {"spec": spec, "name": tokenizer.name, "vocab_size": tokenizer.vocab_size,
+            "fingerprint": tokenizer_fingerprint(tokenizer)}

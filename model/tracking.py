@@ -8,8 +8,8 @@ MLflow is used on rank 0 only, when MLFLOW_TRACKING_URI is set and the package i
   process left RUNNING is marked KILLED first, so no run stays RUNNING forever.
 The trainer closes the run FINISHED or FAILED; a caller that gives up on a killed job settles it with
 `settle_run`. Logged: the config as params and as `config.json`, per-step metrics, samples, the final
-checkpoint, `metrics.jsonl` when the run closes, and MLflow's system metrics (CPU, memory, disk, network;
-GPUs when pynvml is installed) when psutil is.
+checkpoint, the data sets a stage reads (`input_dataset`: MLflow run inputs), `metrics.jsonl` when the run
+closes, and MLflow's system metrics (CPU, memory, disk, network; GPUs when pynvml is installed) when psutil is.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 METRICS_FILE = "metrics.jsonl"
 RUN_RECORD = "mlflow_run.json"
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+MAX_DIGEST_CHARS = 36  # MLflow's limit on a data set digest
 
 
 def tracking_uri() -> str | None:
@@ -191,6 +192,23 @@ class Tracker:
     def artifacts(self, local_dir: str | Path, artifact_path: str) -> None:
         if self.enabled and self.client is not None:
             self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def input_dataset(self, name: str, digest: str, source: str | Path, profile: dict, context: str = "training",
+                      manifest: str | Path | None = None) -> None:
+        """A data set the run reads, as an MLflow run input (name, digest, local source, profile), its digest
+        and source as tags `fineforge.data.<context>.*`, and its `manifest` file as an artifact."""
+        if not self.enabled or self.client is None:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        uri = str(Path(source).resolve())
+        dataset = Dataset(name, digest[:MAX_DIGEST_CHARS], "local", json.dumps({"uri": uri}),
+                          profile=json.dumps(profile))
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+        for key, value in (("source", uri), ("digest", digest)):
+            self.client.set_tag(self.run_id, f"fineforge.data.{context}.{key}", value)
+        if manifest is not None:
+            self.client.log_artifact(self.run_id, str(manifest), f"data/{context}")
 
     def close(self, status: str = "FINISHED") -> None:
         """Close the JSONL log; upload it, stop the system metrics and end the MLflow run with `status`."""

@@ -197,6 +197,11 @@ class Stage(ABC):
         """Text to watch the model learn by (rank 0, the unwrapped model, autocast); None if the stage has none."""
         return None
 
+    def track_inputs(self, tracker: Tracker) -> None:
+        """Record what the run reads with its tracking, e.g. `tracker.input_dataset(...)` (every start; the
+        tracker records on rank 0 only). Nothing by default."""
+        return None
+
     def step_metrics(self, step_seconds: float, tokens: int) -> dict[str, float]:
         """The stage's own metrics of the optimizer step just taken (every rank, after the step; given its wall
         seconds and the world's tokens), logged with the trainer's. Nothing by default."""
@@ -361,6 +366,7 @@ class Trainer:
         tracker.params({**params, "world_size": self.world.world_size, "grad_accum": self.plan.micro_steps,
                         "num_parameters": self.model.num_parameters()})
         tracker.config(asdict(c))
+        self.stage.track_inputs(tracker)
         tracker.event("start", step=self.step, resumed=self.resumed_from is not None,
                       world_size=self.world.world_size)
 
