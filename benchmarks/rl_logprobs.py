@@ -3,9 +3,9 @@
 (a) completion log-probs, forward + backward: fineforge's fused `F.cross_entropy` on the logits
     (`completion_logprobs`) vs the textbook `log_softmax(logits).gather(targets)`, which materialises a
     second (B, T, V) float32 tensor;
-(b) reward-model scoring, forward + backward: the head on the trunk's hidden states with the vocabulary
-    projection of the last position only (`RewardModel`, via `last_only`) vs a forward that projects every
-    position onto the vocabulary (what reading hidden states from a plain `model(tokens)` would cost).
+(b) reward-model scoring, forward + backward: the head on the trunk's hidden states without any vocabulary
+    projection (`RewardModel`, via `GPT.hidden_states`) vs a forward that projects every position onto the
+    vocabulary (what reading hidden states from a plain `model(tokens)` would cost).
 
 Prints the median seconds of each, the ratios, and on CUDA the peak memory of each. The two log-prob
 variants are checked to agree. A GPT-2-sized vocabulary (50,304) on a small trunk, so the vocabulary

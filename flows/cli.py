@@ -13,6 +13,7 @@ from fineforge.flows.cli_interrogate import interrogate
 from fineforge.flows.cli_pipeline import pipeline_app
 from fineforge.flows.cli_preferences import preferences_app
 from fineforge.flows.cli_rank import rank
+from fineforge.flows.cli_reward import reward_app
 from fineforge.flows.cli_search import search_app
 from fineforge.flows.cli_server import server_app
 from fineforge.flows.cli_tokens import tokens_app
@@ -38,6 +39,7 @@ app.command("interrogate", help="Refusal data: ask a chat checkpoint questions o
 app.add_typer(server_app, name="server", help="The Prefect server, a worker and the MLflow server on 127.0.0.1.")
 app.command("generate", help="Sample continuations from a checkpoint.")(generate)
 app.command("deploy", help="Register every flow as a Prefect deployment (prefect.yaml), runnable from the UI.")(deploy)
+app.add_typer(reward_app, name="reward", help="Reward models: preference sets from rankings, scores of replies.")
 
 
 def main() -> None:

@@ -152,6 +152,35 @@ def rl_command(
     run_training_flow("fineforge.flows.rl:rl", "fineforge.model.rl", flow_config, "rl")
 
 
+@train_app.command("reward")
+def reward_command(
+    data: Path = typer.Option(None, "--data", "-d", help="Preference set folder (`fineforge reward pairs`)."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="The trunk: an SFT (or pretrained) checkpoint or "
+                                    "run folder (its newest checkpoint)."),
+    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override."),
+    max_steps: int = typer.Option(None, help="Optimizer steps."),
+    tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
+                                       "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
+    settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set margin=0.5 (repeatable)."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
+    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
+    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+) -> None:
+    """Train a reward model (the trunk + a scalar head, Bradley-Terry) under torchrun (Prefect flow `reward_model`)."""
+    from fineforge.flows.reward_model_config import RewardModelFlowConfig
+    from fineforge.model.reward import RewardConfig
+
+    paths = {"data_dir": data, "init_checkpoint": checkpoint, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
+    values = trainer_values(config_file, {**paths, "max_steps": max_steps}, settings,
+                            {"data_dir": "--data", "init_checkpoint": "--checkpoint", "run_dir": "--run-dir"})
+    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    flow_config = checked_flow_config(RewardConfig, RewardModelFlowConfig, values, launch, mlflow_uri)
+    run_training_flow("fineforge.flows.reward_model:reward_model", "fineforge.model.reward", flow_config,
+                      "reward model")
+
+
 def trainer_values(config_file: Path | None, options: dict, settings: list[str] | None,
                    required: dict[str, str]) -> dict:
     """A stage's fields from the config file, then the options given (paths as text), then the `--set`s; a

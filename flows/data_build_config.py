@@ -45,7 +45,7 @@ class DataBuildConfig(BaseModel):
     scrub: ScrubConfig = Field(default_factory=ScrubConfig)
     sample_documents: SampleConfig | None = Field(
         None, title="Sample documents",
-        description="Also keep a deterministic fraction of a stage's documents in WORKDIR/DUMP/sampled/.",
+        description="Also keep a deterministic fraction of a stage's documents in WORKDIR/DUMP/sampled/."
     )
     spark: SparkConfig = Field(default_factory=SparkConfig)
     mlflow: bool = Field(True, description="Track the build as an MLflow run.")

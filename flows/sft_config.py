@@ -33,8 +33,8 @@ class SFTFlowConfig(BaseModel):
 
     train: SFTConfig
     conversations: ConversationsConfig | None = Field(
-        None, description="Build these conversations first (the conversation stage; skipped when already complete); "
-        "train.data_dir defaults to their folder, <workdir>/conversations/<name>.",
+        None, title="Conversations", description="Build these conversations first (the conversation stage; skipped "
+        "when already complete); train.data_dir defaults to their folder, WORKDIR/conversations/NAME.",
     )  # fmt: skip
     launch: LaunchConfig = Field(default_factory=LaunchConfig)
     mlflow_tracking_uri: str | None = Field(None, description="Default: $MLFLOW_TRACKING_URI, else SQLite in run_dir.")

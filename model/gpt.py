@@ -314,22 +314,7 @@ class GPT(nn.Module):
         S counting the cached positions too; without them positions count from the cache's start and
         attention is causal.
         """
-        B, T = idx.shape
-        start = kv_cache.pos if kv_cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(
-                f"sequence of {start + T} positions exceeds the model's context of {self.config.block_size}"
-            )
-        if positions is None:
-            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
-        else:  # (B, 1, T, head_dim / 2): broadcast over heads
-            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
-        x = self.drop(self.wte(idx))
-        for block in self.blocks:
-            x = block(x, cos, sin, kv_cache, attn_mask)
-        if kv_cache is not None:
-            kv_cache.advance(T)
-        x = self.ln_f(x)
+        x = self.hidden_states(idx, kv_cache, positions, attn_mask)
         if last_only:
             x = x[:, -1:, :]
         logits = self.lm_head(x)
@@ -347,6 +332,32 @@ class GPT(nn.Module):
             weights = weights * loss_mask.reshape(-1).float()
         loss = (losses * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
+
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        kv_cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final normalised hidden states (B, T, C) that the language head projects onto the vocabulary;
+        a scalar head (the reward model) reads them instead of the logits. The arguments as in `forward`."""
+        T = idx.shape[1]
+        start = kv_cache.pos if kv_cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {start + T} positions exceeds the model's context of {self.config.block_size}"
+            )
+        if positions is None:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        else:  # (B, 1, T, head_dim / 2): broadcast over heads
+            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        x = self.drop(self.wte(idx))
+        for block in self.blocks:
+            x = block(x, cos, sin, kv_cache, attn_mask)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        return self.ln_f(x)
 
     def new_kv_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
         """An empty cache on the model's device and dtype, up to the model's context by default."""

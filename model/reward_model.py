@@ -13,15 +13,32 @@ all ordered pairs of differently ranked completions, or only best vs worst.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fineforge.model.gpt import GPT
+from fineforge.model.checkpoint import (
+    MODEL_FILE,
+    CheckpointError,
+    find_checkpoint,
+    load_weights_into,
+    read_meta,
+    stored_parameters,
+    verify_file,
+)
+from fineforge.model.gpt import GPT, GPTConfig
+from fineforge.model.shards import file_sha256
+from fineforge.model.tokenizer import BPETokenizer, Tokenizer
+
+STAGE = "reward"  # the `stage` of a reward model's checkpoints
+HEAD_KEY = "reward_head"  # the key a reward model's shape adds to its trunk's GPT config
 
 
 def last_token_positions(tokens: torch.Tensor, token_id: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -38,18 +55,6 @@ def last_token_positions(tokens: torch.Tensor, token_id: int, lengths: torch.Ten
     return last
 
 
-def trunk_hidden_states(model: GPT, tokens: torch.Tensor) -> torch.Tensor:
-    """The GPT's final normalised hidden states (B, T, C), taken from its last norm during a forward pass
-    that projects only the last position onto the vocabulary."""
-    captured: list[torch.Tensor] = []
-    handle = model.ln_f.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
-    try:
-        model(tokens, last_only=True)
-    finally:
-        handle.remove()
-    return captured[0]
-
-
 class RewardModel(nn.Module):
     """A GPT trunk (e.g. from an SFT checkpoint) and a linear scalar head read at the last end token."""
 
@@ -59,6 +64,8 @@ class RewardModel(nn.Module):
             raise ValueError(f"end_id {end_id} is outside the model's vocabulary of {trunk.config.vocab_size}")
         self.trunk = trunk
         self.end_id = end_id
+        if not trunk.config.tie_embeddings:  # the head replaces it; frozen, it gets no gradient DDP would wait for
+            trunk.lm_head.weight.requires_grad_(False)
         self.head = nn.Linear(trunk.config.n_embd, 1)
         nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(trunk.config.n_embd + 1))
         nn.init.zeros_(self.head.bias)
@@ -66,10 +73,19 @@ class RewardModel(nn.Module):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Scores (B,) float32 of right-padded rows; `lengths` (B,) bounds each row's real tokens (needed
         only when the padding id could be the end token itself)."""
-        hidden = trunk_hidden_states(self.trunk, tokens)
+        hidden = self.trunk.hidden_states(tokens)
         ends = last_token_positions(tokens, self.end_id, lengths)
         at_end = hidden[torch.arange(tokens.shape[0], device=tokens.device), ends]
         return self.head(at_end).squeeze(-1).float()
+
+    def num_parameters(self) -> int:
+        """Distinct parameters, the trunk's (its unused language head included) and the head's."""
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token: the trunk's less its vocabulary projection, plus the scalar head's."""
+        c = self.trunk.config
+        return self.trunk.flops_per_token() - 6 * c.vocab_size * c.n_embd + 6 * (c.n_embd + 1)
 
 
 @dataclass(frozen=True)
@@ -145,3 +161,82 @@ def pairwise_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
 def mean_margin(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
     """Mean of r_chosen - r_rejected over pairs."""
     return float((chosen - rejected).float().mean())
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows right-padded with `pad_id` to the longest (a reward model's input), and their lengths."""
+    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+    tokens = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return tokens, lengths
+
+
+@torch.no_grad()
+def score_rows(model: RewardModel, rows: Sequence[Sequence[int]], pad_id: int, batch_size: int = 16) -> list[float]:
+    """Scores of token rows that each end with a reply's `<|im_end|>`, `batch_size` rows per forward pass."""
+    device = next(model.parameters()).device
+    scores: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        tokens, lengths = pad_rows(rows[start : start + batch_size], pad_id)
+        scores += model(tokens.to(device), lengths.to(device)).tolist()
+    return scores
+
+
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
+    """What makes two tokenizers encode alike, hashed: a published encoding's name (or a trained one's file
+    content, wherever that file lies), the vocabulary size and the special token ids."""
+    what = "file:" + file_sha256(tokenizer.name) if isinstance(tokenizer, BPETokenizer) else tokenizer.name
+    identity = json.dumps([what, tokenizer.vocab_size, sorted(tokenizer.special_tokens.items())])
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()
+
+
+def tokenizer_record(spec: str, tokenizer: Tokenizer) -> dict:
+    """How reward checkpoints and preference sets record their tokenizer: spec, name, size, fingerprint."""
+    return {"spec": spec, "name": tokenizer.name, "vocab_size": tokenizer.vocab_size,
+            "fingerprint": tokenizer_fingerprint(tokenizer)}
+
+
+def require_same_tokenizer(reward_meta: dict, tokenizer: Tokenizer, what: str) -> None:
+    """Refuse a reward model that reads another tokenizer's ids than `tokenizer` (`what`: whose it is, e.g.
+    "the policy"): its scores of those ids would be meaningless."""
+    recorded = reward_meta.get("tokenizer") or {}
+    if recorded.get("fingerprint") != tokenizer_fingerprint(tokenizer):
+        raise CheckpointError(
+            f"the reward model reads tokenizer {recorded.get('name')!r} ({recorded.get('vocab_size')} ids), "
+            f"{what} uses {tokenizer.name!r} ({tokenizer.vocab_size} ids): train a reward model from a checkpoint "
+            "of the same tokenizer"
+        )
+
+
+def reward_model_shape(trunk: GPTConfig) -> dict:
+    """A reward model's shape as checkpoint metadata: its trunk's GPT config and the head."""
+    return {**trunk.to_dict(), HEAD_KEY: "linear"}
+
+
+def load_reward_model(checkpoint_dir: str | Path, device: str = "cpu") -> tuple[RewardModel, dict]:
+    """A reward model in eval mode and its checkpoint metadata, from a checkpoint folder or a run folder
+    (its newest checkpoint); the metadata is checked before anything is allocated."""
+    path = find_checkpoint(checkpoint_dir)
+    meta = read_meta(path)
+    if meta.get("stage") != STAGE:
+        raise CheckpointError(f"{path}: a {meta.get('stage') or 'language model'} checkpoint, not a reward model "
+                              "(train one with `fineforge train reward`)")
+    shape = dict(meta["model"])
+    end_id = (meta.get("reward") or {}).get("end_id")
+    if shape.pop(HEAD_KEY, None) is None or not isinstance(end_id, int):
+        raise CheckpointError(f"{path}: reward checkpoint without '{HEAD_KEY}' in its model or 'reward.end_id'")
+    try:
+        config = GPTConfig.from_dict(shape)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: trunk config refused: {exc}") from exc
+    stored = stored_parameters(verify_file(path, meta, MODEL_FILE))
+    expected = config.num_parameters() + config.n_embd + 1  # trunk and head
+    if stored != expected:  # before allocating: the metadata cannot make us allocate more than the file holds
+        raise CheckpointError(f"{path}: holds {stored:,} parameters, the reward model needs {expected:,}")
+    try:
+        model = RewardModel(GPT(config), end_id)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    load_weights_into(model, path, meta)
+    return model.to(device).eval(), meta

@@ -43,7 +43,7 @@ class InterrogationConfig(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_new_tokens: int = Field(64, ge=1, description="A reply longer than this is unfinished, and counts as wrong.")
     judge: str = Field("normalised_match", description="normalised_match, exact_match, a registered judge, or "
-                       "verifier:<name> (e.g. verifier:gsm8k).")
+                       "verifier:NAME (e.g. verifier:gsm8k).")
     refuse_at_most: float = Field(0.0, ge=0, lt=1, description="A question whose share of correct replies is at "
                                   "most this gets the refusal (0: only when all k are wrong).")
     refusal: str = Field("I'm sorry, I don't believe I know.", min_length=1, description="The refusal's text.")

@@ -58,7 +58,8 @@ class Gsm8kSource(FileSource):
     """GSM8K problems: the question, the solution step by step, "The answer is N."."""
 
     kind: Literal["gsm8k"]
-    calculator: Literal["strip", "tool"] = Field("tool", description="Annotations <<a*b=c>>: drop or python calls.")
+    calculator: Literal["strip", "tool"] = Field("tool", description="GSM8K calculator annotations (a*b=c in "
+                                                 "double angle brackets): drop them, or make them python calls.")
 
 
 class JsonlSource(FileSource):

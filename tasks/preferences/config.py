@@ -19,7 +19,7 @@ class CompletionSampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_new_tokens: int = Field(256, ge=1, description="Tokens per completion at most (it ends earlier at "
-                                "<|im_end|>).")
+                                "the end of the turn).")
     temperature: float = Field(1.0, gt=0, description="Softmax temperature (greedy decoding, 0, would make "
                                "every completion of a prompt the same).")
     top_k: int | None = Field(None, ge=1, description="Sample only from the k most likely tokens.")

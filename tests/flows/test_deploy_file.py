@@ -11,8 +11,9 @@ runner = CliRunner()
 
 def test_the_repository_prefect_yaml_lists_every_flow_once_on_the_fineforge_pool():
     specs = read_deployments(PREFECT_FILE)
-    flows = sorted(spec.entrypoint.rsplit(":", 1)[1] for spec in specs)
-    assert flows == ["data_build", "pipeline", "pretrain", "rl", "tokenize"]
+    flows = ["collect_rankings", "data_build", "interrogate", "pipeline", "pretrain", "reward_model", "rl", "sft",
+             "tokenize"]
+    assert sorted(spec.entrypoint.rsplit(":", 1)[1] for spec in specs) == flows
     assert {spec.work_pool for spec in specs} == {"fineforge"}
 
 

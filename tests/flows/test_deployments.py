@@ -25,7 +25,8 @@ WARC = "cc-main-2014-35-sample.warc"
 RUN_SECONDS = 900
 PRETRAIN_STEPS = 6
 RL_STEPS = 2
-DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "rl/default", "pipeline/tiny")
+DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "sft/default", "interrogate/default",
+               "rl/default", "collect_rankings/default", "reward_model/default", "pipeline/tiny")
 HTML_TAG = re.compile(r"<[^>]*>")  # the UI renders descriptions as HTML: "<workdir>" disappears
 
 

@@ -18,7 +18,6 @@ from fineforge.model.reward_model import (
     mean_margin,
     pair_indices,
     pairwise_accuracy,
-    trunk_hidden_states,
 )
 from fineforge.model.tokenizer import IM_END, IM_SEP, IM_START, load_tokenizer
 from fineforge.tasks.preferences.importers import import_oasst
@@ -47,10 +46,9 @@ def test_trunk_hidden_states_are_what_the_language_head_reads():
     model = reward_model()
     tokens = torch.randint(0, 256, (2, 20))
     with torch.no_grad():
-        hidden = trunk_hidden_states(model.trunk, tokens)
+        hidden = model.trunk.hidden_states(tokens)
         logits, _ = model.trunk(tokens)
         assert torch.allclose(model.trunk.lm_head(hidden), logits, atol=1e-5)
-    assert not model.trunk.ln_f._forward_hooks  # the hook is gone afterwards
 
 
 def conversation(user: str, reply: str) -> list[int]:
@@ -71,7 +69,7 @@ def test_score_is_read_at_the_last_end_token_and_padding_never_changes_it():
         end_padded = torch.tensor([short + [END] * (width - len(short)), long + [END] * (width - len(long))])
         with_lengths = model(end_padded, torch.tensor([len(short), len(long)]))
         # by hand: the head on the hidden state at the last <|im_end|> (the first turn's end is ignored)
-        hidden = trunk_hidden_states(model.trunk, torch.tensor([short]))
+        hidden = model.trunk.hidden_states(torch.tensor([short]))
         by_hand = model.head(hidden[0, len(short) - 1]).item()
         other_reply = model(torch.tensor([conversation("2+2?", "5")]))
     assert batch[0].item() == pytest.approx(alone.item(), abs=1e-5)
