@@ -20,7 +20,7 @@ def stats_table(outputs: list) -> Table:
         table.add_column(column, justify="right" if column in ("in", "out") else "left")
     for output in outputs:
         stats = output.statistics
-        skipped = " (skipped: already complete)" if output.skipped else ""
+        skipped = " (skipped: already complete)" if output.skipped else _appended(stats)
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.get("dropped", {}).items()) if v)
         table.add_row(stats["dump"], f"[bold]{stats['stage']}[/]{skipped}", str(stats.get("documents_in", "")),
                       str(stats.get("documents_out", "")), reasons)
@@ -32,11 +32,21 @@ def stats_table(outputs: list) -> Table:
     return table
 
 
+def _appended(stats: dict) -> str:
+    """' (appended: ...)' for the statistics of an output that grew by new input files, else ''."""
+    from fineforge.tasks.common.increments import ALREADY_PROCESSED, PROCESSED
+
+    if ALREADY_PROCESSED not in stats:
+        return ""
+    return f" (appended: {stats[PROCESSED]} new input files, {stats[ALREADY_PROCESSED]} already processed)"
+
+
 @data_app.command("build")
 def build(
     input: str = typer.Option(None, "--input", "-i", help="WARC folder or glob, a file listing WARC paths/URLs, "
-                              "or a CommonCrawl dump name (CC-MAIN-2024-22)."),
+                              "a CommonCrawl dump name (CC-MAIN-2024-22), or a dump spec: latest, CC-MAIN-*."),
     workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root; default ./work."),
+    since: str = typer.Option(None, help="With a dump spec: only dumps crawled on or after this date (YYYY-MM-DD)."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON config file; options override it."),
     dump: str = typer.Option(None, help="Dump name for inputs whose path names none (default 'local')."),
     limit: int = typer.Option(None, help="Only the first N WARC files."),
@@ -53,9 +63,10 @@ def build(
     from fineforge.flows.data_build_config import DataBuildConfig
 
     config = command_config(DataBuildConfig, config_file, {
-        "input": input, "workdir": workdir, "dump": dump, "limit": limit, "sample": sample, "seed": seed,
-        "source": source, "filters.language.languages": language, "sample_documents.fraction": sample_fraction,
-        "spark.master": spark_master, "mlflow": False if no_mlflow else None,
+        "input": input, "workdir": workdir, "since": since, "dump": dump, "limit": limit, "sample": sample,
+        "seed": seed, "source": source, "filters.language.languages": language,
+        "sample_documents.fraction": sample_fraction, "spark.master": spark_master,
+        "mlflow": False if no_mlflow else None,
     })
 
     from fineforge.flows.runtime import prepare_runtime
@@ -80,25 +91,29 @@ def schedule(
     cron: str = typer.Option(..., help="When to rebuild, as a cron expression, e.g. '0 3 * * 0' (Sundays 03:00)."),
     timezone: str = typer.Option("UTC", help="Time zone of the cron expression (IANA name, e.g. Europe/Berlin)."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the build."),
-    input: str = typer.Option(None, "--input", "-i", help="WARC inputs (overrides the config's)."),
+    input: str = typer.Option(None, "--input", "-i", help="WARC inputs (overrides the config's); a dump spec "
+                              "(latest, CC-MAIN-*) is resolved at each run."),
     workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root (overrides the config's)."),
+    since: str = typer.Option(None, help="With a dump spec: only dumps crawled on or after this date (YYYY-MM-DD)."),
     name: str = typer.Option("scheduled", help="Name of the Prefect deployment."),
 ) -> None:
-    """Register `data_build` as a Prefect deployment that re-runs on a cron schedule (needs `fineforge server`)."""
+    """Register `data_build` as a Prefect deployment that re-runs on a cron schedule (needs `fineforge server`).
+
+    Each run resolves the input then (`latest` moves on to newer dumps) and processes only new WARC files."""
     from fineforge.flows.data_build_config import DataBuildConfig
 
-    config = command_config(DataBuildConfig, config_file, {"input": input, "workdir": workdir})
+    config = command_config(DataBuildConfig, config_file, {"input": input, "workdir": workdir, "since": since})
 
     from fineforge.flows.data_build import data_build
-    from fineforge.flows.deploy import DeployError, cron_schedule, schedule_flow
+    from fineforge.flows.deploy import DeployError, schedule_flow
 
     try:
-        deployment_id = schedule_flow(data_build, name, {"config": config.model_dump(mode="json")},
-                                      cron_schedule(cron, timezone), Path.cwd())
+        deployment_id = schedule_flow(data_build, name, {"config": config.model_dump(mode="json")}, cron, timezone,
+                                      Path.cwd())
     except DeployError as e:
         fail(str(e))
-    console.print(f"deployment data_build/{name} ({deployment_id}) runs on '{cron}' ({timezone}); a worker of "
-                  "the `fineforge` pool runs it (`fineforge server start` starts one)")
+    console.print(f"deployment data_build/{name} ({deployment_id}) runs on '{cron}' ({timezone}), one run at a time; "
+                  "a worker of the `fineforge` pool runs it (`fineforge server start` starts one)")
 
 @data_app.command("eval-extraction")
 def eval_extraction(

@@ -31,9 +31,10 @@ def data_build(config: DataBuildConfig) -> dict:
     workdir = Path(config.workdir).resolve()
 
     def run(stage) -> StageOutput:
-        return run_stage(stage, workdir, config.spark)
+        return run_stage(stage, workdir, config.spark, config.incremental)
 
-    groups = resolve_inputs(config.input, config.limit, config.sample, config.seed, config.source, config.dump)
+    groups = resolve_inputs(config.input, config.limit, config.sample, config.seed, config.source, config.dump,
+                            config.since)
     corpus = {dump: run(FilterStage(config.filters, uris, dump)) for dump, uris in groups.items()}
     outputs = list(corpus.values())
     if config.dedup.active:

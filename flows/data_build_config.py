@@ -2,13 +2,15 @@
 
 Its validators do every check that needs no work, so the CLI, a Prefect UI run, a schedule and the API fail
 alike, before anything is written, with one message naming the field: the input spec resolves to WARC files
-(a dump name or URL at a remote source is resolved by the flow's first task instead, as that needs the
-network), limit and sample exclude each other, the languages are labels of the language-ID model (in
+(a dump name, a dump spec such as `latest`, or a URL at a remote source is resolved by the flow's first task
+instead, as that needs the network; the config keeps the spec, so each run resolves it anew), limit and sample
+exclude each other, the languages are labels of the language-ID model (in
 `FilterConfig`), and a sample is taken of a stage the build writes.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -28,9 +30,10 @@ class DataBuildConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str = Field(
-        description="A folder or glob of WARC files, a text file listing WARC paths/URLs, "
-        "or a CommonCrawl dump name such as CC-MAIN-2024-22."
+        description="A folder or glob of WARC files, a text file listing WARC paths/URLs, a CommonCrawl dump name "
+        "such as CC-MAIN-2024-22, or a dump spec resolved when the build runs: latest, or a pattern like CC-MAIN-*."
     )
+    since: date | None = Field(None, description="With a dump spec: only dumps crawled on or after this date.")
     workdir: Path = Field(Path("work"), description="Output root: each stage writes WORKDIR/DUMP/STAGE/.")
     dump: str = Field("local", description="Dump name for inputs whose path names none.")
     limit: PositiveInt | None = Field(None, description="Only the first N WARC files.")
@@ -48,6 +51,10 @@ class DataBuildConfig(BaseModel):
         description="Also keep a deterministic fraction of a stage's documents in WORKDIR/DUMP/sampled/."
     )
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    incremental: bool = Field(
+        True, description="On a rebuild, process only the WARC files not processed yet and append their output "
+        "(deduplicated against the earlier output); false: redo a dump whose inputs changed."
+    )
     mlflow: bool = Field(True, description="Track the build as an MLflow run.")
     mlflow_tracking_uri: str | None = Field(
         None, description="Defaults to $MLFLOW_TRACKING_URI, else a SQLite file in the work dir."
@@ -65,7 +72,7 @@ class DataBuildConfig(BaseModel):
         if not needs_network(self.input, self.source):
             try:
                 resolve_warc_inputs(self.input, limit=self.limit, sample=self.sample, seed=self.seed,
-                                    source=self.source)
+                                    source=self.source, since=self.since)
             except InputError as e:
                 raise PydanticCustomError("input", str(e)) from e
         return self

@@ -2,10 +2,11 @@
 
 `prefect.yaml` at the repository root lists the deployments (one per flow, module-path entrypoints); Prefect's
 own `prefect deploy --all` reads it, and so does `fineforge deploy`, which registers each entry with Prefect's
-`Flow.to_deployment(...).apply()`. A `process` worker of the pool (`fineforge server start` starts one) runs the
-flow runs: the Run button of the Prefect UI, the API, or a schedule. Relative paths in run parameters resolve
-against the working directory recorded with the deployment (where `fineforge deploy` ran, as `prefect deploy`
-does).
+`Flow.to_deployment(...).apply()`, with the entry's schedules (cron, time zone, active), concurrency limit
+and triggers (each becomes a Prefect automation that runs the deployment). A `process` worker of the pool
+(`fineforge server start` starts one) runs the flow runs: the Run button of the Prefect UI, the API, a
+schedule or an automation. Relative paths in run parameters resolve against the working directory recorded
+with the deployment (where `fineforge deploy` ran, as `prefect deploy` does).
 """
 
 import os
@@ -17,7 +18,10 @@ from uuid import UUID
 from fineforge.flows.services import WORK_POOL, ensure_work_pool, health_problem
 
 PREFECT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"  # the checkout's (editable install)
-DEPLOYMENT_KEYS = {"name", "entrypoint", "description", "tags", "parameters", "work_pool"}
+DEPLOYMENT_KEYS = {"name", "entrypoint", "description", "tags", "parameters", "work_pool", "schedules",
+                   "concurrency_limit", "triggers"}
+SCHEDULE_KEYS = {"cron", "timezone", "active"}
+BUILD_CONCURRENCY = 1  # runs of one data_build deployment at a time: a scheduled rebuild never overlaps the last
 
 
 class DeployError(RuntimeError):
@@ -34,6 +38,9 @@ class DeploymentSpec:
     tags: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
     work_pool: str = WORK_POOL
+    schedules: tuple[dict[str, Any], ...] = ()  # {cron, timezone, active}
+    concurrency_limit: int | None = None  # runs at a time; more wait (Prefect's ENQUEUE)
+    triggers: tuple[dict[str, Any], ...] = ()  # Prefect deployment triggers: each becomes an automation
 
 
 def read_deployments(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
@@ -46,16 +53,27 @@ def read_deployments(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
         entries = (yaml.safe_load(Path(path).read_text()) or {}).get("deployments") or []
     except yaml.YAMLError as e:
         raise DeployError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
-    specs = []
-    for number, entry in enumerate(entries, 1):
-        unknown = sorted(set(entry) - DEPLOYMENT_KEYS)
-        if unknown or not entry.get("name") or not entry.get("entrypoint"):
-            problem = f"unsupported keys {unknown}" if unknown else "needs a name and an entrypoint"
-            raise DeployError(f"{path}: deployment {number} {problem}")
-        pool = (entry.get("work_pool") or {}).get("name", WORK_POOL)
-        specs.append(DeploymentSpec(entry["name"], entry["entrypoint"], entry.get("description", ""),
-                                    tuple(entry.get("tags") or ()), entry.get("parameters") or {}, pool))
-    return specs
+    return [_deployment_spec(entry, f"{path}: deployment {number}") for number, entry in enumerate(entries, 1)]
+
+
+def _deployment_spec(entry: dict[str, Any], where: str) -> DeploymentSpec:
+    """One entry of a prefect.yaml, checked: one line naming the entry and the problem."""
+    unknown = sorted(set(entry) - DEPLOYMENT_KEYS)
+    if unknown or not entry.get("name") or not entry.get("entrypoint"):
+        problem = f"unsupported keys {unknown}" if unknown else "needs a name and an entrypoint"
+        raise DeployError(f"{where} {problem}")
+    schedules = tuple(entry.get("schedules") or ())
+    for schedule in schedules:
+        if not schedule.get("cron") or set(schedule) - SCHEDULE_KEYS:
+            raise DeployError(f"{where} schedules: each needs a cron and may have {sorted(SCHEDULE_KEYS - {'cron'})}")
+        try:
+            cron_schedule(schedule["cron"], schedule.get("timezone"))
+        except DeployError as e:
+            raise DeployError(f"{where} schedules: {str(e).removeprefix('--')}") from None
+    pool = (entry.get("work_pool") or {}).get("name", WORK_POOL)
+    return DeploymentSpec(entry["name"], entry["entrypoint"], entry.get("description", ""),
+                          tuple(entry.get("tags") or ()), entry.get("parameters") or {}, pool, schedules,
+                          entry.get("concurrency_limit"), tuple(entry.get("triggers") or ()))
 
 
 def prefect_api_url() -> str:
@@ -71,15 +89,29 @@ def prefect_api_url() -> str:
     return url
 
 
-def register(flow, spec: DeploymentSpec, working_dir: Path, schedules: list | None = None) -> UUID:
-    """Create or update the deployment of `flow` described by `spec`, run in `working_dir`; return its id."""
-    from prefect.deployments.runner import EntrypointType
+def deployment_schedules(spec: DeploymentSpec) -> list:
+    """The schedules of a deployment entry as Prefect's (cron, time zone, active)."""
+    from prefect.deployments.schedules import create_deployment_schedule_create
 
-    deployment = flow.to_deployment(
-        name=spec.name, description=spec.description or None, tags=list(spec.tags),
-        parameters=spec.parameters, schedules=schedules, job_variables={"working_dir": str(working_dir)},
-        entrypoint_type=EntrypointType.MODULE_PATH,
-    )  # fmt: skip
+    return [create_deployment_schedule_create(cron_schedule(s["cron"], s.get("timezone")), s.get("active", True))
+            for s in spec.schedules]
+
+
+def register(flow, spec: DeploymentSpec, working_dir: Path) -> UUID:
+    """Create or update the deployment of `flow` described by `spec`, run in `working_dir`, with its schedules,
+    concurrency limit and triggers (Prefect automations, replaced on each registration); return its id."""
+    from prefect.deployments.runner import EntrypointType
+    from pydantic import ValidationError
+
+    try:
+        deployment = flow.to_deployment(
+            name=spec.name, description=spec.description or None, tags=list(spec.tags),
+            parameters=spec.parameters, schedules=deployment_schedules(spec), concurrency_limit=spec.concurrency_limit,
+            triggers=list(spec.triggers), job_variables={"working_dir": str(working_dir)},
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )  # fmt: skip
+    except ValidationError as e:
+        raise DeployError(f"deployment {flow.name}/{spec.name}: {' '.join(str(e).split())}") from None
     return deployment.apply(work_pool_name=spec.work_pool)
 
 
@@ -118,11 +150,14 @@ def cron_schedule(cron: str, timezone: str | None):
         raise DeployError(f"--{error['loc'][0]}: {error['msg'].removeprefix('Value error, ')}") from None
 
 
-def schedule_flow(flow, name: str, parameters: dict[str, Any], schedule, working_dir: Path,
+def schedule_flow(flow, name: str, parameters: dict[str, Any], cron: str, timezone: str, working_dir: Path,
                   pool: str = WORK_POOL) -> UUID:
-    """Register `flow` as a deployment that runs with `parameters` on `schedule` (a cron schedule)."""
+    """Register `flow` as a deployment that runs with `parameters` on a cron schedule in `timezone`, one run at a
+    time (a run due while the last one still runs waits for it)."""
+    cron_schedule(cron, timezone)  # a wrong value fails before the server is asked
     ensure_work_pool(prefect_api_url(), pool)
     entrypoint = f"{flow.fn.__module__}:{flow.fn.__name__}"
-    description = f"{flow.description or flow.name} Runs on the schedule `{schedule.cron}` ({schedule.timezone})."
-    spec = DeploymentSpec(name, entrypoint, description, ("fineforge", "scheduled"), parameters, pool)
-    return register(flow, spec, working_dir, schedules=[schedule])
+    description = f"{flow.description or flow.name} Runs on the schedule `{cron}` ({timezone}), one run at a time."
+    spec = DeploymentSpec(name, entrypoint, description, ("fineforge", "scheduled"), parameters, pool,
+                          ({"cron": cron, "timezone": timezone},), BUILD_CONCURRENCY)
+    return register(flow, spec, working_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -24,10 +25,11 @@ def group_by_dump(uris: list[str], default_dump: str) -> dict[str, list[str]]:
 
 @task(name="resolve-warc-inputs", cache_policy=NO_CACHE)
 def resolve_inputs(
-    spec: str, limit: int | None, sample: int | None, seed: int, source: str, default_dump: str
+    spec: str, limit: int | None, sample: int | None, seed: int, source: str, default_dump: str,
+    since: date | None = None,
 ) -> dict[str, list[str]]:
-    """Resolve the input spec to WARC URIs, grouped by dump."""
-    uris = resolve_warc_inputs(spec, limit=limit, sample=sample, seed=seed, source=source)
+    """Resolve the input spec to WARC URIs, grouped by dump, when the build runs (`latest` is the newest dump now)."""
+    uris = resolve_warc_inputs(spec, limit=limit, sample=sample, seed=seed, source=source, since=since)
     groups = group_by_dump(uris, default_dump)
     for dump, group in groups.items():
         log.info("dump %s: %d WARC files", dump, len(group))

@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from fineforge.tasks.common.documents import parquet_files
+
 log = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"
@@ -70,15 +72,36 @@ class StageOutput:
 @dataclass(frozen=True)
 class ConfiguredStage:
     """The common shape of a stage whose output is decided by its config and its inputs (upstream outputs, or
-    files): subclasses set `name`, narrow the types of `config` and `inputs`, and write `run`."""
+    files): subclasses set `name`, narrow the types of `config` and `inputs`, and write `run`.
+
+    Its output is made of its input files' parts, so it can grow by increments (`tasks/common/increments.py`):
+    `input_files()` lists the files it processes (WARC files, or the part files of the upstream outputs), and a
+    copy with `only` set writes the output of those input files alone (one part per file when
+    `one_part_per_input`).
+    """
 
     config: Any  # a pydantic model
     inputs: list[Any]
     group: str
+    only: tuple[str, ...] | None = None  # write the output of these input files only (an increment)
     name: ClassVar[str]
+    one_part_per_input: ClassVar[bool] = True
 
     def fingerprint_parts(self) -> list[Any]:
         return [input_identity(self.inputs), self.config.model_dump(mode="json")]
+
+    def settings_parts(self) -> list[Any]:
+        """What decides the output besides the input files: the config."""
+        return [self.config.model_dump(mode="json")]
+
+    def input_files(self) -> list[str]:
+        """The files this stage processes: its input files, or the part files of its upstream outputs."""
+        return [str(path) for item in self.inputs
+                for path in (parquet_files([item.path]) if isinstance(item, StageOutput) else [item])]
+
+    def files_to_write(self) -> list[str]:
+        """The input files whose output this run writes: `only`, else all."""
+        return list(self.only) if self.only is not None else self.input_files()
 
 
 def stage_path(workdir: str | Path, group: str, name: str) -> Path:
@@ -127,7 +150,8 @@ def load_output(workdir: str | Path, group: str, name: str) -> StageOutput:
     return output
 
 
-def _sibling(path: Path, mark: str) -> Path:
+def sibling(path: Path, mark: str) -> Path:
+    """A new, hidden folder name beside `path`: `.<name>.<mark>-<id>`."""
     return path.parent / f".{path.name}.{mark}-{uuid.uuid4().hex[:8]}"
 
 
@@ -146,7 +170,7 @@ def _commit(tmp: Path, path: Path, statistics: dict[str, Any]) -> None:
     (tmp / STATS_FILE).write_text(json.dumps(statistics, indent=2, sort_keys=True))
     old = None
     if path.exists():
-        old = _sibling(path, OLD_MARK)
+        old = sibling(path, OLD_MARK)
         path.rename(old)
     tmp.rename(path)
     if old is not None:
@@ -171,7 +195,7 @@ def execute_stage(stage: Stage, workdir: str | Path, spark=None) -> StageOutput:
     if done is not None and done.fingerprint == stage_fingerprint:
         log.info("stage %s already complete for these inputs and config: %s", stage.name, path)
         return replace(done, skipped=True)
-    tmp = _sibling(path, TMP_MARK)
+    tmp = sibling(path, TMP_MARK)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     try:

@@ -11,6 +11,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from fineforge.tasks.common.increments import execute_incremental
 from fineforge.tasks.common.spark import SparkConfig, SparkProgress, spark_session
 from fineforge.tasks.common.stage import Stage, StageOutput, execute_stage, is_complete
 from fineforge.tasks.common.statistics import stats_rows
@@ -22,15 +23,17 @@ def artifact_key(output: StageOutput) -> str:
 
 
 @task(name="run-stage", task_run_name="{stage.group}/{stage.name}", cache_policy=NO_CACHE)
-def run_stage(stage: Stage, workdir: Path, spark: SparkConfig | None = None) -> StageOutput:
+def run_stage(stage: Stage, workdir: Path, spark: SparkConfig | None = None, incremental: bool = False) -> StageOutput:
     """Run `stage` as `<workdir>/<group>/<name>/`, on the Spark session of `spark` (None: a stage without
-    Spark); return its output. A stage found complete starts no Spark session."""
-    if spark is None or is_complete(stage, workdir):
-        output = execute_stage(stage, workdir)
+    Spark); return its output. `incremental` (a `ConfiguredStage`): append the output of new input files only.
+    A (non-incremental) stage found complete starts no Spark session."""
+    execute = execute_incremental if incremental else execute_stage
+    if spark is None or (not incremental and is_complete(stage, workdir)):
+        output = execute(stage, workdir)
     else:
         session = spark_session(spark)
         with SparkProgress(session, f"{stage.group}/{stage.name}"):
-            output = execute_stage(stage, workdir, session)
+            output = execute(stage, workdir, session)
     skipped = " (skipped: already complete)" if output.skipped else ""
     create_table_artifact(stats_rows(output.statistics), key=artifact_key(output),
                           description=f"Statistics of {output.path}{skipped}.")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -100,8 +101,9 @@ def _checkpoint(frame: DataFrame) -> DataFrame:
     return frame.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
 
 
-def read_documents(spark: SparkSession, input_dirs: list[Path], scope: str) -> DataFrame:
-    """The documents of `input_dirs` with a key ordering them as datatrove reads them, and their scope."""
+def read_documents(spark: SparkSession, input_dirs: list[Path], scope: str) -> tuple[DataFrame, list[str]]:
+    """The documents of `input_dirs` with a key ordering them as datatrove reads them, and their scope; and the
+    input files in key order (a key's file ordinal is its position in that list)."""
     missing = [str(path) for path in input_dirs if not Path(path).is_dir()]
     if not input_dirs or missing:
         raise FileNotFoundError(f"dedup input folders missing: {missing or 'none given'}")
@@ -115,11 +117,21 @@ def read_documents(spark: SparkSession, input_dirs: list[Path], scope: str) -> D
     ordinals = spark.createDataFrame(list(enumerate(files)), schema=f"{_FILE_ORDINAL} int, {_FILE} string")
     keyed = docs.select(*columns, F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias("_row"))
     scope_column = F.coalesce(F.col("dump"), F.lit("")) if scope == "dump" else F.lit("")
-    return keyed.join(F.broadcast(ordinals), _FILE).select(
+    documents = keyed.join(F.broadcast(ordinals), _FILE).select(
         *columns,
         (F.shiftleft(F.col(_FILE_ORDINAL).cast("long"), ROW_BITS) + F.col("_row")).alias(KEY),
         scope_column.alias(SCOPE),
     )
+    return documents, files
+
+
+def _written_only(files: list[str], write_files: list[str] | None):
+    """A filter keeping the documents of `write_files` (all when None): key frames -> key frames."""
+    if write_files is None:
+        return lambda frame: frame
+    wanted = {str(Path(path).resolve()) for path in write_files}
+    ordinals = [i for i, uri in enumerate(files) if unquote(urlparse(uri).path) in wanted]
+    return lambda frame: frame.where(F.shiftright(F.col(KEY), ROW_BITS).isin(ordinals))
 
 
 def _first_per_group(features: DataFrame, group: list[str], order: list) -> DataFrame:
@@ -190,16 +202,22 @@ def _step(name: str, documents_in: int, dropped: int) -> dict:
     return {"name": name, "documents_in": documents_in, "documents_out": documents_in - dropped, "dropped": dropped}
 
 
-def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: DedupConfig, output_dir: Path) -> dict:
-    """Deduplicate the documents of `input_dirs` into Parquet in `output_dir` (the document schema); return stats."""
-    docs = read_documents(spark, input_dirs, config.scope)
+def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: DedupConfig, output_dir: Path,
+                        write_files: list[str] | None = None) -> dict:
+    """Deduplicate the documents of `input_dirs` into Parquet in `output_dir` (the document schema); return stats.
+
+    With `write_files` (part files of `input_dirs`), only their documents are written and counted: they are
+    deduplicated against all the others (an increment appended to an earlier output), which stay as they are.
+    """
+    docs, files = read_documents(spark, input_dirs, config.scope)
+    written_only = _written_only(files, write_files)
     columns = [c for c in docs.columns if c not in (KEY, SCOPE)]
     features = _checkpoint(
         docs.select(KEY, SCOPE, "text", "url", "crawl_date", "dump").mapInPandas(
             lambda batches: _document_features(batches, config.model_dump_json()), schema=_FEATURES_SCHEMA
         )
     )
-    counts = features.agg(
+    counts = written_only(features).agg(
         F.count("*").alias("documents_in"),
         F.sum((F.col("text_chars") == 0).cast("long")).alias("empty"),
         F.sum((F.col("text_chars") > config.long_document_chars).cast("long")).alias("long_documents"),
@@ -236,7 +254,7 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
             stats.update({key: step[key] for key in ("clusters", "cluster_size_histogram")})
             stats["connected_components_iterations"] = step["connected_components_iterations"]
         removed = _checkpoint(removed)
-        dropped = removed.count()
+        dropped = written_only(removed).count()
         stats["dropped"][DROP_REASONS[name]] = dropped
         details = {key: value for key, value in step.items() if key != "cluster_size_histogram"}
         stats["steps"].append(_step(name, remaining, dropped) | details)
@@ -246,7 +264,7 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
         if position + 1 < len(steps):
             survivors = _checkpoint(survivors.join(removed, KEY, "left_anti"))
 
-    kept = read_documents(spark, input_dirs, config.scope).where(F.length(F.coalesce("text", F.lit(""))) > 0)
+    kept = written_only(docs).where(F.length(F.coalesce("text", F.lit(""))) > 0)
     for removed in removed_parts:
         kept = kept.join(removed, KEY, "left_anti")
     written = write_partitions(kept.select(*columns), output_dir)
@@ -262,6 +280,10 @@ class DedupStage(ConfiguredStage):
     config: DedupConfig
     inputs: list[StageOutput]
     name: ClassVar[str] = DEDUPLICATED
+    one_part_per_input: ClassVar[bool] = False  # parts are Spark partitions of the survivors
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
-        return deduplicate_parquet(spark, [output.path for output in self.inputs], self.config, output_dir)
+        """Deduplicate all inputs; with `only`, write those files' survivors, compared against all the others."""
+        inputs = [output.path for output in self.inputs]
+        write_files = list(self.only) if self.only is not None else None
+        return deduplicate_parquet(spark, inputs, self.config, output_dir, write_files)

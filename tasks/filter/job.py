@@ -91,4 +91,4 @@ class FilterStage(ConfiguredStage):
     name: ClassVar[str] = FILTERED
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
-        return filter_warcs_to_parquet(spark, self.inputs, self.config, output_dir, self.group)
+        return filter_warcs_to_parquet(spark, self.files_to_write(), self.config, output_dir, self.group)

@@ -6,17 +6,23 @@ blocks: no file is ever read whole into memory.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
+from datetime import date
 from pathlib import Path
 from typing import IO
 
 import fsspec
 
+from fineforge.tasks.filter.dumps import is_dump_spec, select_dumps
+
 log = logging.getLogger(__name__)
 
 COMMONCRAWL_HTTPS = "https://data.commoncrawl.org"
+# The list of CommonCrawl's dumps, for an http(s) source (a folder or bucket is listed instead).
+COLLINFO_URL = "https://index.commoncrawl.org/collinfo.json"
 DUMP_PATTERN = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 GLOB_CHARS = ("*", "?", "[")
@@ -69,6 +75,34 @@ def _dump_paths(dump: str, source: str) -> list[str]:
     return [f"{source}/{line.strip().lstrip('/')}" for line in lines if line.strip()]
 
 
+def list_dumps(source: str) -> list[str]:
+    """The dump names a source holds: CommonCrawl's list of crawls for an http(s) source, else the dumps with a
+    `crawl-data/<dump>/warc.paths.gz` in the folder or bucket."""
+    source = source.rstrip("/")
+    try:
+        if source.startswith(("http://", "https://")):
+            with open_uri(COLLINFO_URL) as f:
+                return [entry["id"] for entry in json.load(f)]
+        if not _is_remote(source):
+            source = str(Path(source).resolve())
+        manifests = f"{source}/crawl-data/CC-MAIN-*/warc.paths.gz"
+        _, _, found = fsspec.get_fs_token_paths(manifests, storage_options=_storage_options(source))
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"cannot list the dumps of {source}: {e}") from e
+    return [Path(path).parent.name for path in found]
+
+
+def _matching_dump_paths(spec: str, source: str, since: date | None) -> list[str]:
+    """The WARC files of every dump a dump spec (`latest`, `CC-MAIN-*`) names at the source, now."""
+    available = list_dumps(source)
+    try:
+        dumps = select_dumps(spec, available, since)
+    except ValueError as e:
+        raise InputError(f"{e} {source}") from e
+    log.info("dump spec %s%s resolved at %s: %s", spec, f" since {since}" if since else "", source, ", ".join(dumps))
+    return [path for dump in dumps for path in _dump_paths(dump, source)]
+
+
 def _listed_paths(list_file: Path) -> list[str]:
     compression = "gzip" if list_file.name.endswith(".gz") else None
     with open_uri(str(list_file), compression=compression) as f:
@@ -97,10 +131,15 @@ def _globbed_paths(pattern: str) -> list[str]:
 def needs_network(spec: str, source: str = COMMONCRAWL_HTTPS) -> bool:
     """Whether resolving `spec` reads a remote location: a URL or remote glob, or a dump name at a remote source."""
     spec = spec.strip()
-    return _is_remote(spec) or (DUMP_PATTERN.fullmatch(spec) is not None and _is_remote(source))
+    names_dumps = DUMP_PATTERN.fullmatch(spec) is not None or is_dump_spec(spec)
+    return _is_remote(spec) or (names_dumps and _is_remote(source))
 
 
-def _paths_of(spec: str, source: str) -> list[str]:
+def _paths_of(spec: str, source: str, since: date | None) -> list[str]:
+    if since is not None and not is_dump_spec(spec):
+        raise InputError(f"since applies to a dump spec (latest, CC-MAIN-*), not to {spec}")
+    if is_dump_spec(spec):
+        return _matching_dump_paths(spec, source, since)
     if DUMP_PATTERN.fullmatch(spec):
         return _dump_paths(spec, source)
     if any(c in spec for c in GLOB_CHARS):
@@ -127,9 +166,11 @@ def resolve_warc_inputs(
     sample: int | None = None,
     seed: int = 0,
     source: str = COMMONCRAWL_HTTPS,
+    since: date | None = None,
 ) -> list[str]:
     """The WARC files named by ``spec``: a folder, a glob, a list file (optionally .gz), one WARC file,
-    or a dump name such as ``CC-MAIN-2024-22`` (its ``warc.paths.gz`` under ``source``).
+    a dump name such as ``CC-MAIN-2024-22`` (its ``warc.paths.gz`` under ``source``), or a dump spec
+    (``latest``, ``CC-MAIN-*``; only dumps crawled since ``since`` when given) resolved against ``source`` now.
 
     ``limit`` keeps the first N files, ``sample`` a random sample of N drawn with ``seed`` (kept in input
     order). Raises InputError, before any work, when nothing readable is named.
@@ -139,7 +180,7 @@ def resolve_warc_inputs(
     for name, value in (("limit", limit), ("sample", sample)):
         if value is not None and value < 1:
             raise InputError(f"{name} must be a positive number of files, got {value}")
-    paths = _paths_of(spec.strip(), source)
+    paths = _paths_of(spec.strip(), source, since)
     if not paths:
         raise InputError(f"input {spec} lists no WARC files")
     if limit is not None:

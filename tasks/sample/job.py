@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pyarrow.parquet as pq
 
-from fineforge.tasks.common.documents import PARQUET_BATCH_ROWS, PartWriter, parquet_files
+from fineforge.tasks.common.documents import PARQUET_BATCH_ROWS, PartWriter
 from fineforge.tasks.common.spark_jobs import run_per_file
 from fineforge.tasks.common.stage import ConfiguredStage, StageOutput
 from fineforge.tasks.sample.config import SAMPLED, SampleConfig
@@ -38,5 +38,4 @@ class SampleStage(ConfiguredStage):
     name: ClassVar[str] = SAMPLED
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
-        files = [str(path) for path in parquet_files([output.path for output in self.inputs])]
-        return run_per_file(spark, files, partial(sample_part, config=self.config), output_dir)
+        return run_per_file(spark, self.files_to_write(), partial(sample_part, config=self.config), output_dir)

@@ -62,7 +62,11 @@ def scrub_parquet(spark, input_dir: Path, config: ScrubConfig, output_dir: Path)
     """
     if not Path(input_dir).is_dir():
         raise FileNotFoundError(f"scrub input folder not found: {input_dir}")
-    parts = [str(path.resolve()) for path in parquet_files([input_dir])]
+    return scrub_parts(spark, [str(path.resolve()) for path in parquet_files([input_dir])], config, output_dir)
+
+
+def scrub_parts(spark, parts: list[str], config: ScrubConfig, output_dir: Path) -> dict:
+    """Apply the PII scrub to the Parquet files `parts`, one part each into `output_dir`; return the statistics."""
     stats = run_per_file(spark, parts, partial(scrub_part, config=config), output_dir)
     log.info("scrubbed %d parts: %d documents", len(parts), stats["documents_out"])
     return stats
@@ -77,5 +81,4 @@ class ScrubStage(ConfiguredStage):
     name: ClassVar[str] = SCRUBBED
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
-        (upstream,) = self.inputs
-        return scrub_parquet(spark, upstream.path, self.config, output_dir)
+        return scrub_parts(spark, self.files_to_write(), self.config, output_dir)

@@ -92,6 +92,26 @@ def test_deploy_registers_every_flow_for_the_process_worker(fineforge_server, de
     assert pool["type"] == "process"
 
 
+def test_builds_run_one_at_a_time_weekly_on_a_cron_and_an_automation_can_start_tokenize(fineforge_server, deployed):
+    """prefect.yaml's schedule, concurrency limit and trigger, as the server holds them after `fineforge deploy`."""
+    weekly = fineforge_server.deployment("data_build/weekly")
+    schedules = [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"]) for s in weekly["schedules"]]
+    assert schedules == [("0 3 * * 0", "UTC", False)]
+    assert weekly["parameters"]["config"]["input"] == "latest"  # kept as the spec: each run resolves it
+    for name in ("data_build/default", "data_build/weekly"):
+        assert fineforge_server.deployment(name)["global_concurrency_limit"]["limit"] == 1, name
+    automations = fineforge_server.api("POST", "/automations/filter", {})
+    (automation,) = [a for a in automations if a["name"] == "tokenize-after-data-build"]
+    assert automation["enabled"] is False
+    assert automation["trigger"]["expect"] == ["prefect.flow-run.Completed"]
+    related = automation["trigger"]["match_related"]
+    assert {"prefect.resource.role": "flow", "prefect.resource.name": "data_build"} in (
+        related if isinstance(related, list) else [related])
+    (action,) = automation["actions"]
+    assert action["type"] == "run-deployment"
+    assert action["deployment_id"] == fineforge_server.deployment("tokenize/default")["id"]
+
+
 def test_run_forms_carry_descriptions_defaults_bounds_and_enums(fineforge_server, deployed):
     schemas = {name: fineforge_server.deployment(name)["parameter_openapi_schema"] for name in DEPLOYMENTS}
     for name, schema in schemas.items():
@@ -211,7 +231,9 @@ def test_a_cron_schedule_fires_runs_that_complete(fineforge_server, runs, shared
                        "--name", "every-minute", env=fineforge_server.env)
     assert result.returncode == 0, result.stdout + result.stderr
     deployment = fineforge_server.deployment("data_build/every-minute")
-    assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["* * * * *"]
+    schedules = [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in deployment["schedules"]]
+    assert schedules == [("* * * * *", "UTC")]
+    assert deployment["global_concurrency_limit"]["limit"] == 1  # a run due while the last one runs waits
     try:
         run = wait_for_scheduled_run(fineforge_server, deployment["id"])
         finished = completed(fineforge_server, run["id"])
