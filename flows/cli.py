@@ -12,6 +12,7 @@ from fineforge.flows.cli_data import data_app
 from fineforge.flows.cli_deploy import deploy
 from fineforge.flows.cli_generate import generate
 from fineforge.flows.cli_interrogate import interrogate
+from fineforge.flows.cli_pipeline import pipeline_app
 from fineforge.flows.cli_preferences import preferences_app
 from fineforge.flows.cli_quality import quality_app
 from fineforge.flows.cli_rank import rank
@@ -27,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(pipeline_app, name="pipeline", help="WARC files to a pretrained model in one run, with a report card.")
 app.add_typer(data_app, name="data", help="Build the pre-training corpus from WARC files (Spark).")
 app.add_typer(tokens_app, name="tokens", help="Tokenizers and token shards.")
 app.add_typer(train_app, name="train", help="Train models with torchrun.")

@@ -6,6 +6,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from fineforge.flows.data_build_config import DataBuildConfig
+from fineforge.flows.lineage import prefect_run_tags
 from fineforge.tasks.common.stage import STATS_FILE, StageOutput
 from fineforge.tasks.common.stage_task import run_stage
 from fineforge.tasks.common.statistics import stats_rows
@@ -14,7 +15,7 @@ from fineforge.tasks.dedup.job import DedupStage
 from fineforge.tasks.filter.job import FilterStage
 from fineforge.tasks.sample.job import SampleStage
 from fineforge.tasks.scrub.job import ScrubStage
-from fineforge.tasks.tracking import track_stages, tracking_uri
+from fineforge.tasks.tracking import tag_run, track_stages, tracking_uri
 
 
 def _dedup_batches(config: DataBuildConfig, filtered: dict[str, StageOutput]) -> dict[str, list[StageOutput]]:
@@ -55,6 +56,7 @@ def data_build(config: DataBuildConfig) -> dict:
         files = [output.path / STATS_FILE for output in outputs]
         params = config.model_dump(mode="json")
         run_id = track_stages(uri, config.mlflow_experiment, run_name, params, statistics, files)
+        tag_run(uri, run_id, prefect_run_tags())
         create_markdown_artifact(
             f"MLflow run `{run_id}` in experiment `{config.mlflow_experiment}` at `{uri}`",
             key="data-build-mlflow-run",

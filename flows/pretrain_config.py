@@ -16,6 +16,9 @@ class PretrainFlowConfig(BaseModel):
     train: PretrainConfig
     launch: LaunchConfig = Field(default_factory=LaunchConfig)
     mlflow_tracking_uri: str | None = Field(None, description="Default: $MLFLOW_TRACKING_URI, else SQLite in run_dir.")
+    registered_model: str | None = Field(
+        None, description="Register the final checkpoint as a version of this MLflow model, alias latest-pretrain."
+    )
 
     @model_validator(mode="after")
     def _check_launch(self) -> "PretrainFlowConfig":

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact
 
+from fineforge.flows.lineage import prefect_run_tags
 from fineforge.model.tracking import TRACKING_URI_ENV, recorded_run, settle_run
 from fineforge.model.trainer import SUMMARY_FILE, TrainerConfig
-from fineforge.tasks.tracking import tracking_uri
+from fineforge.tasks.tracking import tag_run, tracking_uri
 from fineforge.tasks.training.launch import LaunchConfig
 from fineforge.tasks.training.torchrun import torchrun_task
 
@@ -16,7 +17,8 @@ from fineforge.tasks.training.torchrun import torchrun_task
 def train_under_torchrun(module: str, train: TrainerConfig, launch: LaunchConfig, mlflow_tracking_uri: str | None,
                          config_file: str) -> dict:
     """Run `python -m <module>` to completion under torchrun; a failed launch is retried and resumes from the
-    newest checkpoint. Returns the run's summary with `mlflow_run_id` and `mlflow_tracking_uri`.
+    newest checkpoint. Returns the run's summary with `mlflow_run_id` and `mlflow_tracking_uri`; the MLflow run is
+    tagged with the Prefect flow run's id and URL.
 
     The trainer keeps the run's MLflow run (continued on resume); if the job is given up on, a run its
     killed workers left RUNNING is marked FAILED (KILLED when the command was stopped by a signal)."""
@@ -32,6 +34,8 @@ def train_under_torchrun(module: str, train: TrainerConfig, launch: LaunchConfig
         raise
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     record = recorded_run(run_dir) if uri else None
+    if record:
+        tag_run(uri, record["run_id"], prefect_run_tags())
     return {**summary, "mlflow_run_id": record["run_id"] if record else None, "mlflow_tracking_uri": uri}
 
 

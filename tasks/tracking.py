@@ -8,6 +8,8 @@ choosing a store in one place cannot leak into another.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -19,6 +21,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from fineforge.model.shards import MANIFEST
+from fineforge.tasks.common.stage import STATS_FILE
 from fineforge.tasks.common.statistics import stats_rows
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,7 @@ MLFLOW_DB = "mlflow.db"
 SQLITE_PREFIX = "sqlite:///"
 ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store: the artifacts of its experiments
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+DIGEST_CHARS = 32  # a dataset digest: MLflow stores at most 36 characters
 
 
 def tracking_uri(workdir: Path, configured: str | None = None) -> str:
@@ -116,3 +121,87 @@ def track_stages(uri: str, experiment: str, run_name: str, config: dict, statist
                  files: list[Path]) -> str:
     """Prefect task: record stages (a data build) as one MLflow run; return its id."""
     return record_stages(uri, experiment, run_name, config, statistics, files)
+
+
+def tag_run(uri: str, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set `tags` on a run (kept apart from the run's creation: a trainer's run is made in another process)."""
+    from mlflow.entities import RunTag
+
+    _client(uri).log_batch(run_id, tags=[RunTag(name, str(value)) for name, value in tags.items()])
+
+
+def token_dataset(data_dir: Path, statistics: Mapping[str, Any] | None = None):
+    """The token shards in `data_dir` as an MLflow dataset entity: source the folder, digest the manifest's sha256,
+    profile the tokens per split, the tokenizer and, from the tokens stage's statistics, the corpus it read."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import Dataset
+
+    data_dir = Path(data_dir).resolve()
+    manifest_bytes = (data_dir / MANIFEST).read_bytes()
+    manifest = json.loads(manifest_bytes)
+    digest = hashlib.sha256(manifest_bytes).hexdigest()[:DIGEST_CHARS]
+    meta = MetaDataset(resolve_dataset_source(str(data_dir)), name=data_dir.name, digest=digest).to_dict()
+    profile = {"tokens": manifest["tokens"], "tokenizer": manifest["tokenizer"], "vocab_size": manifest["vocab_size"],
+               "corpus": (statistics or {}).get("corpus", {}), "fingerprint": (statistics or {}).get("fingerprint")}
+    return Dataset(name=meta["name"], digest=meta["digest"], source_type=meta["source_type"], source=meta["source"],
+                   profile=json.dumps(profile))
+
+
+def log_token_dataset(uri: str, run_id: str, data_dir: Path, context: str = "train") -> None:
+    """Log the token shards a training run read as its input (`mlflow.data`), and their manifest as an artifact."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    stats_path = Path(data_dir) / STATS_FILE
+    statistics = json.loads(stats_path.read_text()) if stats_path.is_file() else None
+    client = _client(uri)
+    dataset = DatasetInput(token_dataset(data_dir, statistics), [InputTag("mlflow.data.context", context)])
+    client.log_inputs(run_id, datasets=[dataset])
+    client.log_artifact(run_id, str(Path(data_dir) / MANIFEST), artifact_path="data")
+
+
+def register_checkpoint(uri: str, run_id: str, model_name: str, alias: str, artifact_path: str = "checkpoint") -> str:
+    """Register the checkpoint logged under `artifact_path` of a run as a new version of `model_name`, pointed at by
+    `alias` (e.g. `fineforge@latest-pretrain`); return the version."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(model_name)
+    source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+    version = client.create_model_version(model_name, source, run_id=run_id).version
+    client.set_registered_model_alias(model_name, alias, version)
+    log.info("registered %s version %s (@%s) from run %s", model_name, version, alias, run_id)
+    return str(version)
+
+
+def find_run(uri: str, experiment: str, tag: str, value: str) -> str | None:
+    """The id of the newest run of `experiment` whose tag `tag` is `value`, or None."""
+    client = _client(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def experiment_of(uri: str, run_id: str) -> str:
+    """The id of the experiment a run belongs to."""
+    return _client(uri).get_run(run_id).info.experiment_id
+
+
+def close_run(uri: str, run_id: str, status: str, config: Mapping[str, Any] | None = None,
+              texts: Mapping[str, str] | None = None) -> None:
+    """End a run with `status`, after logging `config` (as params and config.json) and `texts` as artifact files."""
+    from mlflow.entities import Param
+
+    client = _client(uri)
+    if config is not None:
+        client.log_batch(run_id, params=[Param(k, v) for k, v in flatten_params(config).items()])
+        client.log_dict(run_id, dict(config), "config.json")
+    for name, text in (texts or {}).items():
+        client.log_text(run_id, text, name)
+    client.set_terminated(run_id, status=status)

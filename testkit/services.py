@@ -103,6 +103,18 @@ def tiny_pretrain_parameters(data: Path, run_dir: Path, experiment: str, steps: 
     }, "launch": {"retries": 0}}}  # fmt: skip
 
 
+def tiny_pipeline_parameters(shared_data: Path, workdir: Path) -> dict:
+    """`pipeline` flow parameters: the tiny preset of prefect.yaml's `pipeline/tiny`, on the shared sample WARCs,
+    writing into `workdir`."""
+    from fineforge.flows.deploy import read_deployments
+
+    (spec,) = [s for s in read_deployments() if s.entrypoint == "fineforge.flows.pipeline:pipeline"]
+    config = json.loads(json.dumps(spec.parameters["config"]))
+    config["workdir"] = str(workdir)
+    config["data_build"]["input"] = str(shared_data / "warc" / Path(config["data_build"]["input"]).name)
+    return {"config": config}
+
+
 def start_server(home: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
     """`fineforge server start` on free ports in `home`; fails with its output when it does not come up."""
     prefect_port, mlflow_port = free_port(), free_port()

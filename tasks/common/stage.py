@@ -178,6 +178,12 @@ def _commit(tmp: Path, path: Path, statistics: dict[str, Any]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def is_complete(stage: Stage, workdir: str | Path) -> bool:
+    """Whether the stage's folder holds a complete output for its current fingerprint (`execute_stage` skips it)."""
+    done = completed_output(stage_path(workdir, stage.group, stage.name))
+    return done is not None and done.fingerprint == fingerprint(*stage.fingerprint_parts())
+
+
 def execute_stage(stage: Stage, workdir: str | Path, spark=None) -> StageOutput:
     """Run `stage` as `<workdir>/<group>/<name>/`, atomically; skipped when complete for the same fingerprint.
 

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from fineforge.tasks.common.increments import execute_incremental
 from fineforge.tasks.common.spark import SparkConfig, SparkProgress, spark_session
-from fineforge.tasks.common.stage import Stage, StageOutput, execute_stage
+from fineforge.tasks.common.stage import Stage, StageOutput, execute_stage, is_complete
 from fineforge.tasks.common.statistics import stats_rows
 
 
@@ -25,9 +25,10 @@ def artifact_key(output: StageOutput) -> str:
 @task(name="run-stage", task_run_name="{stage.group}/{stage.name}", cache_policy=NO_CACHE)
 def run_stage(stage: Stage, workdir: Path, spark: SparkConfig | None = None, incremental: bool = False) -> StageOutput:
     """Run `stage` as `<workdir>/<group>/<name>/`, on the Spark session of `spark` (None: a stage without
-    Spark); return its output. `incremental` (a `ConfiguredStage`): append the output of new input files only."""
+    Spark); return its output. `incremental` (a `ConfiguredStage`): append the output of new input files only.
+    A (non-incremental) stage found complete starts no Spark session."""
     execute = execute_incremental if incremental else execute_stage
-    if spark is None:
+    if spark is None or (not incremental and is_complete(stage, workdir)):
         output = execute(stage, workdir)
     else:
         session = spark_session(spark)

@@ -28,7 +28,7 @@ import numpy as np
 from fineforge.model.shards import shard_entry, write_manifest, write_shard
 from fineforge.model.tokenizer import Tokenizer
 from fineforge.tasks.common.documents import parquet_files
-from fineforge.tasks.common.stage import StageOutput, execute_stage, file_identity
+from fineforge.tasks.common.stage import STATS_FILE, StageOutput, execute_stage, file_identity
 from fineforge.tasks.common.statistics import merge_counts
 from fineforge.tasks.tokens.config import TOKENS_GROUP, TokenizeConfig, token_dtype
 from fineforge.tasks.tokens.documents import EMPTY, INVALID_UTF8, SPLITS, part_path, slice_writer
@@ -47,6 +47,16 @@ def tokenizer_identity(spec: str) -> str:
     if path.is_file():
         return f"{spec}#{hashlib.sha256(path.read_bytes()).hexdigest()}"
     return spec
+
+
+def corpus_fingerprints(inputs: list[str]) -> dict[str, str]:
+    """The fingerprint of each input folder that is a stage's complete output (its stats.json): what the shards
+    were made of, recorded in their manifest."""
+    found = {}
+    for folder in map(Path, inputs):
+        if (folder / STATS_FILE).is_file():
+            found[str(folder.resolve())] = json.loads((folder / STATS_FILE).read_text()).get("fingerprint", "")
+    return found
 
 
 def rechunk(parts: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
@@ -111,6 +121,7 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
     manifest = write_manifest(
         output_dir, tokenizer, dtype, shards, shard_tokens=config.shard_tokens, val_fraction=config.val_fraction,
         documents={split: counts.get(f"documents_{split}", 0) for split in SPLITS},
+        corpus=corpus_fingerprints(config.input),
     )  # fmt: skip
 
     tokens = sum(manifest["tokens"].values())
@@ -130,6 +141,7 @@ def write_token_shards(spark, config: TokenizeConfig, output_dir: Path, tokenize
         "tokens_per_second": round(tokens / max(tokenized - started, 1e-9), 1),
         "tokenizer": tokenizer.name,
         "dtype": dtype,
+        "corpus": manifest["corpus"],
     }
 
 

@@ -8,22 +8,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit.services import fineforge, tiny_pretrain_parameters
-from testkit.shakespeare import write_shakespeare_shards
+from testkit.services import fineforge, tiny_pipeline_parameters
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
-# What the person runs; switch these to the tiny `pipeline` deployment once it exists.
-DEPLOYMENT = "browser"
-ENTRYPOINT = "fineforge.flows.pretrain:pretrain"
-FORM_FIELD = "Max Steps (Optional)"  # the field changed in the run form
-PARAMETER_PATH = ("config", "train", "max_steps")  # where that field lands in the run's parameters
-DEFAULT_STEPS, CHANGED_STEPS = 6, 8
-ARTIFACT = "pretrain-summary"
-ARTIFACT_ROW = rf"(^|\n)step\t{CHANGED_STEPS}\n"  # a row of the artifact's table, as the page renders it
+# What the person runs: the tiny `pipeline` deployment of prefect.yaml (its run form starts from the tiny preset).
+DEPLOYMENT = "tiny"
+ENTRYPOINT = "fineforge.flows.pipeline:pipeline"
+FORM_FIELD = "Max Steps (Optional)"  # the field changed in the run form: the pretraining's steps
+PARAMETER_PATH = ("config", "pretrain", "train", "max_steps")  # where that field lands in the run's parameters
+DEFAULT_STEPS, CHANGED_STEPS = 10, 20  # 20: a tick of the loss chart's step axis
+ARTIFACT = "pipeline-report"  # the report card
+ARTIFACT_TEXT = "MLflow pipeline run"  # drawn once the artifact's page shows its content
+ARTIFACT_ROW = rf"(^|\n)step\t{CHANGED_STEPS}\n"  # a row of the report card's model table, as the page renders it
 EXPERIMENT = "browser-test"
-RUN_NAME = "run"  # the MLflow run is named after the run directory
+RUN_NAME = "pretrain"  # the MLflow run is named after the run directory (WORKDIR/runs/pretrain)
 METRIC = "train_loss"
 RUN_SECONDS = 900
 CLICK_MS = 60_000
@@ -31,10 +31,12 @@ CLICK_MS = 60_000
 
 @pytest.fixture(scope="module")
 def deployed(fineforge_server, shared_data, tmp_path_factory) -> Path:
-    """A deployment with ready-to-run parameters, registered by `fineforge deploy --file` from its own prefect.yaml."""
+    """The tiny pipeline deployment, registered by `fineforge deploy --file` from its own prefect.yaml: prefect.yaml's
+    tiny preset with the sample WARCs' and the work dir's paths made absolute, and its own MLflow names."""
     root = tmp_path_factory.mktemp("browser")
-    shards = write_shakespeare_shards(shared_data / "corpora" / "tinyshakespeare.txt", root / "shards", limit=100_000)
-    parameters = tiny_pretrain_parameters(shards, root / RUN_NAME, EXPERIMENT, steps=DEFAULT_STEPS)
+    parameters = tiny_pipeline_parameters(shared_data, root / "work")
+    parameters["config"]["pretrain"]["train"]["experiment"] = EXPERIMENT
+    parameters["config"]["pretrain"]["registered_model"] = EXPERIMENT
     spec = {"deployments": [{"name": DEPLOYMENT, "entrypoint": ENTRYPOINT, "parameters": parameters}]}
     (root / "prefect.yaml").write_text(yaml.safe_dump(spec))
     result = fineforge("deploy", "--file", str(root / "prefect.yaml"), "--working-dir", str(root),
@@ -91,7 +93,7 @@ def open_the_artifact(page, shots: Path) -> str:
     page.get_by_text("Artifacts", exact=True).click()
     page.get_by_text(ARTIFACT, exact=True).click()
     page.wait_for_url(re.compile(r".*/artifacts/artifact/[0-9a-f-]+"))
-    page.get_by_text("MLflow run:").wait_for()
+    page.get_by_text(ARTIFACT_TEXT).first.wait_for()
     page.screenshot(path=shots / "4-artifact.png")
     return page.inner_text("body")
 

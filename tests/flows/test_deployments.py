@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from testkit.checkpoints import tiny_bytes_checkpoint
 from testkit.rl import write_digit_prompts
-from testkit.services import api_error, fineforge, tiny_pretrain_parameters
+from testkit.services import api_error, fineforge, tiny_pipeline_parameters, tiny_pretrain_parameters
 from testkit.shakespeare import write_shakespeare_shards
 from testkit.token_corpus import DUMP, write_corpus
 
@@ -27,7 +27,7 @@ PRETRAIN_STEPS = 6
 RL_STEPS = 2
 DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "sft/default", "interrogate/default",
                "rl/default", "collect_rankings/default", "reward_model/default", "quality_train/default",
-               "quality_score/default")
+               "quality_score/default", "pipeline/tiny")
 HTML_TAG = re.compile(r"<[^>]*>")  # the UI renders descriptions as HTML: "<workdir>" disappears
 
 
@@ -57,8 +57,10 @@ def runs(fineforge_server, deployed, shared_data, tmp_path_factory) -> tuple[Pat
                                 "tokenizer": "bytes", "val_fraction": 0.1, "spark": {"master": "local[2]"}}},
         "pretrain": tiny_pretrain_parameters(shards, root / "run", "deployments-test", PRETRAIN_STEPS),
         "rl": tiny_rl_parameters(root),
+        "pipeline": tiny_pipeline_parameters(shared_data, root / "pipeline"),
     }
-    started = {name: fineforge_server.run_deployment(f"{name}/default", p)["id"] for name, p in parameters.items()}
+    names = {name: f"{name}/{'tiny' if name == 'pipeline' else 'default'}" for name in parameters}
+    started = {name: fineforge_server.run_deployment(names[name], p)["id"] for name, p in parameters.items()}
     return root, started
 
 
@@ -171,6 +173,22 @@ def test_pretrain_run_from_the_ui_completes_and_logs_to_the_mlflow_server(finefo
     artifacts = {a.path for a in mlflow.list_artifacts(run_id, "checkpoint")}  # served by the MLflow server
     assert "checkpoint/model.safetensors" in artifacts
     assert (fineforge_server.home / "mlflow" / "artifacts").is_dir()
+
+
+def test_pipeline_run_from_the_ui_completes_with_its_report_card_and_mlflow_lineage(fineforge_server, runs):
+    root, started = runs
+    completed(fineforge_server, started["pipeline"])
+    report = fineforge_server.artifacts(started["pipeline"])["pipeline-report"]["data"]
+    assert report == (root / "pipeline" / "report.md").read_text()
+    links = re.findall(r"\]\((http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/(\w+))\)", report)
+    assert len(links) == 4  # the pipeline's run and one per stage, in the MLflow UI of the server
+    mlflow = MlflowClient(tracking_uri=fineforge_server.mlflow_url)
+    parent, *children = (mlflow.get_run(run_id) for _, run_id in links)
+    assert all(child.data.tags["mlflow.parentRunId"] == parent.info.run_id for child in children)
+    assert parent.data.tags["prefect.flow_run_id"] == started["pipeline"]
+    assert parent.data.tags["prefect.flow_run_url"].endswith(f"/runs/flow-run/{started['pipeline']}")
+    version = mlflow.get_model_version_by_alias("fineforge", "latest-pretrain")
+    assert version.run_id == children[-1].info.run_id
 
 
 def test_rl_run_from_the_ui_completes_and_logs_to_the_mlflow_server(fineforge_server, runs):

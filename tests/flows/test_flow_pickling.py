@@ -81,6 +81,8 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs:
         "reward_model": {"config": {"train": {**reward_inputs, "run_dir": str(tmp_path / "run")}}},
         "quality_train": {"config": small_train_config(shared_data, quality_workdir)},
         "quality_score": {"config": {"workdir": str(quality_workdir)}},
+        "pipeline": {"config": {"data_build": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc")},
+                                "tokenize": {"tokenizer": "bytes"}, "workdir": str(tmp_path)}},
     }
 
 
