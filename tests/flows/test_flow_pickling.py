@@ -66,7 +66,8 @@ def valid_parameters(shared_data: Path, tmp_path: Path, shards: Path, rl_inputs:
     return {
         "data_build": {"config": {"input": str(shared_data / "warc" / "cc-main-2014-35-sample.warc"),
                                   "workdir": str(tmp_path)}},
-        "tokenize": {"config": {"input": [str(tmp_path)], "workdir": str(tmp_path), "tokenizer": "bytes"}},
+        "tokenize": {"config": {"input": [str(next(quality_workdir.glob("*/scrubbed")))], "workdir": str(tmp_path),
+                                "tokenizer": "bytes"}},
         "pretrain": {"config": {"train": {"data_dir": str(shards), "run_dir": str(tmp_path / "run")}}},
         "rl": {"config": {"train": {"init_checkpoint": rl_inputs["init_checkpoint"], "prompts": rl_inputs["prompts"],
                                     "verifier": "word_problems", "max_new_tokens": 32,
