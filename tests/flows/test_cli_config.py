@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import typer
 
@@ -25,6 +27,7 @@ def test_options_given_override_the_file_and_nest_by_dotted_name():
 
 def test_a_command_config_is_validated_with_one_error_line(tmp_path, capsys):
     (tmp_path / "corpus").mkdir()
+    pq.write_table(pa.table({"id": ["a"], "text": ["a document"]}), tmp_path / "corpus" / "part-0.parquet")
     config = tmp_path / "train.json"
     config.write_text(json.dumps({"input": [str(tmp_path / "corpus")], "output": "bpe.json", "vocab_size": 100}))
     trained = command_config(TokenizerTrainingConfig, config, {"vocab_size": 1000, "seed": None})
