@@ -89,20 +89,30 @@ class SearchIndexStage:
             output_dir.mkdir(parents=True)
         index = open_index(output_dir, create=True)
         writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=config.threads)
+        try:
+            dumps = self._index_dumps(writer, gone)
+        except BaseException:
+            writer.rollback()  # the writer's threads stop writing before the stage removes its temporary folder
+            writer.wait_merging_threads()
+            raise
+        writer.commit()
+        writer.wait_merging_threads()
+        return {**index_totals(dumps), "index_bytes": folder_bytes(output_dir), "dumps": dumps, "removed": gone}
+
+    def _index_dumps(self, writer: tantivy.IndexWriter, gone: list[str]) -> dict[str, dict]:
+        """Delete the gone dumps' passages and (re)index each wanted dump whose corpus changed; its counts by dump."""
         for dump in gone:
             writer.delete_documents_by_term("dump", dump)
         dumps = {dump: {**stats, "reindexed": False} for dump, stats in self.kept.items()}
         for dump, dump_fp in self.wanted.items():
-            if previous.get(dump, {}).get("fingerprint") == dump_fp:
-                dumps[dump] = {**previous[dump], "reindexed": False}
+            if self.previous.get(dump, {}).get("fingerprint") == dump_fp:
+                dumps[dump] = {**self.previous[dump], "reindexed": False}
                 continue
             documents = parquet_documents(corpus_files(self.workdir, dump))
-            counts = add_dump(writer, dump, documents, config.passage_config())
+            counts = add_dump(writer, dump, documents, self.config.passage_config())
             dumps[dump] = {"fingerprint": dump_fp, **counts, "reindexed": True}
             log.info("%s: indexed %d passages of %d documents", dump, counts["passages"], counts["documents_out"])
-        writer.commit()
-        writer.wait_merging_threads()
-        return {**index_totals(dumps), "index_bytes": folder_bytes(output_dir), "dumps": dumps, "removed": gone}
+        return dumps
 
 
 def build_search_index(workdir: Path, config: SearchIndexConfig) -> StageOutput:

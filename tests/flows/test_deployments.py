@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from testkit.checkpoints import tiny_bytes_checkpoint
+from testkit.conversations import chat_conversations_config
 from testkit.rl import write_digit_prompts
 from testkit.services import api_error, fineforge, tiny_pipeline_parameters, tiny_pretrain_parameters
 from testkit.shakespeare import write_shakespeare_shards
@@ -21,10 +22,11 @@ from testkit.token_corpus import DUMP, write_corpus
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-WARC = "cc-main-2014-35-sample.warc"
+WARC = "wget-2024-sample-0000.warc.gz"  # keeps documents under the default filters
 RUN_SECONDS = 900
 PRETRAIN_STEPS = 6
 RL_STEPS = 2
+SFT_STEPS = 2
 DEPLOYMENTS = ("data_build/default", "tokenize/default", "pretrain/default", "sft/default", "interrogate/default",
                "rl/default", "collect_rankings/default", "reward_model/default", "quality_train/default",
                "quality_score/default", "pipeline/tiny")
@@ -57,6 +59,7 @@ def runs(fineforge_server, deployed, shared_data, tmp_path_factory) -> tuple[Pat
                                 "tokenizer": "bytes", "val_fraction": 0.1, "spark": {"master": "local[2]"}}},
         "pretrain": tiny_pretrain_parameters(shards, root / "run", "deployments-test", PRETRAIN_STEPS),
         "rl": tiny_rl_parameters(root),
+        "sft": tiny_sft_parameters(root),
         "pipeline": tiny_pipeline_parameters(shared_data, root / "pipeline"),
     }
     names = {name: f"{name}/{'tiny' if name == 'pipeline' else 'default'}" for name in parameters}
@@ -72,6 +75,18 @@ def tiny_rl_parameters(root: Path) -> dict:
         "experiment": "deployments-rl", "prompts_per_rollout": 2, "samples_per_prompt": 2, "micro_batch_size": 4,
         "max_new_tokens": 8, "max_steps": RL_STEPS, "eval_every": 0, "sample_every": RL_STEPS,
         "checkpoint_every": RL_STEPS,
+    }, "launch": {"retries": 0}}}  # fmt: skip
+
+
+def tiny_sft_parameters(root: Path) -> dict:
+    """`sft` flow parameters of the smallest SFT run: identity conversations built first, a tiny random model."""
+    conversations = chat_conversations_config(root / "sft-work", count=40, context_length=128)
+    return {"config": {"conversations": conversations.model_dump(mode="json"), "train": {
+        "data_dir": str(root / "sft-work" / "conversations" / conversations.name),  # the form requires it
+        "init_checkpoint": str(tiny_bytes_checkpoint(root / "sft-init")), "run_dir": str(root / "sft-run"),
+        "experiment": "deployments-sft", "micro_batch_size": 4, "max_steps": SFT_STEPS, "warmup_steps": 1,
+        "eval_every": SFT_STEPS, "eval_batches": 1, "sample_every": SFT_STEPS, "sample_tokens": 8,
+        "checkpoint_every": SFT_STEPS,
     }, "launch": {"retries": 0}}}  # fmt: skip
 
 
@@ -201,6 +216,17 @@ def test_rl_run_from_the_ui_completes_and_logs_to_the_mlflow_server(fineforge_se
     assert mlflow.get_run(run_id).data.tags["fineforge.stage"] == "rl"
     assert [m.step for m in mlflow.get_metric_history(run_id, "reward_mean")] == list(range(1, RL_STEPS + 1))
     assert f"samples/step_{RL_STEPS:08d}.txt" in {a.path for a in mlflow.list_artifacts(run_id, "samples")}
+
+
+def test_sft_run_from_the_ui_builds_its_conversations_and_trains(fineforge_server, runs):
+    root, started = runs
+    completed(fineforge_server, started["sft"])
+    assert (root / "sft-work" / "conversations" / "chat" / "stats.json").is_file()  # built first, in the flow
+    summary = fineforge_server.artifacts(started["sft"])["sft-summary"]["data"]
+    run_id = re.search(r"MLflow run: `(\w+)`", summary).group(1)
+    assert f"| step | {SFT_STEPS} |" in summary
+    run = MlflowClient(tracking_uri=fineforge_server.mlflow_url).get_run(run_id)
+    assert run.data.tags["fineforge.stage"] == "sft" and "train_loss" in run.data.metrics
 
 
 def test_a_bad_parameter_fails_at_once_with_the_reason_in_the_run_log(fineforge_server, deployed, shared_data,

@@ -21,10 +21,12 @@ def workdir(shared_data, spark, tmp_path_factory):
     write_corpus(shared_data, workdir, with_bad=False)
     config = workdir / "quality.json"
     config.write_text(json.dumps(small_train_config(shared_data, workdir, mlflow=True)))
-    trained = runner.invoke(app, ["quality", "train", "--config", str(config), "--threshold", "0.6"])
-    assert trained.exit_code == 0, trained.output
-    scored = runner.invoke(app, ["quality", "score", "--workdir", str(workdir), "--examples", "4",
-                                 "--spark-master", "local[2]"])
+    with pytest.MonkeyPatch.context() as env:  # the store the commands default to: an earlier command's may linger
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+        trained = runner.invoke(app, ["quality", "train", "--config", str(config), "--threshold", "0.6"])
+        assert trained.exit_code == 0, trained.output
+        scored = runner.invoke(app, ["quality", "score", "--workdir", str(workdir), "--examples", "4",
+                                     "--spark-master", "local[2]"])
     assert scored.exit_code == 0, scored.output
     return workdir, trained.output, scored.output
 
