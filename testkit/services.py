@@ -48,13 +48,20 @@ class Server:
         """What `fineforge server start` tells a user to export."""
         return {"PREFECT_API_URL": self.api_url, "MLFLOW_TRACKING_URI": self.mlflow_url}
 
-    def api(self, method: str, path: str, body: dict | None = None):
-        """One call of the Prefect REST API; the decoded JSON answer."""
+    def api(self, method: str, path: str, body: dict | None = None, attempts: int = 5):
+        """One call of the Prefect REST API; the decoded JSON answer. A 503 (the server's "retry me", e.g. its
+        SQLite database busy on a loaded machine) is retried, as Prefect's own client does."""
         request = urllib.request.Request(f"{self.api_url}{path}", method=method,
                                          data=None if body is None else json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"null")
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as error:
+                if error.code != 503 or attempt == attempts:
+                    raise
+                time.sleep(2 * attempt)
 
     def deployment(self, name: str) -> dict:
         return self.api("GET", f"/deployments/name/{name}")
