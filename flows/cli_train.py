@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,6 +14,13 @@ from fineforge.flows.cli_output import console, fail, validation_message
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+# The launch options every training command shares.
+NprocPerNode = Annotated[int, typer.Option("--nproc-per-node", "-n", help="Processes (GPUs) on this node.")]
+TorchrunArgs = Annotated[list[str], typer.Option("--torchrun-arg", help="Further torchrun argument (repeatable).")]
+Retries = Annotated[int, typer.Option(help="Relaunches after a failure, each resuming from the newest checkpoint.")]
+MlflowUri = Annotated[str, typer.Option(help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite).")]
+
 
 train_app = typer.Typer(no_args_is_help=True)
 
@@ -51,15 +58,15 @@ def pretrain_command(
     tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
                                        "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
     settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set lr=6e-4 (repeatable)."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
+    nproc_per_node: NprocPerNode = 1,
     nnodes: int = typer.Option(1, help="Nodes of the run; more than 1 needs --rdzv-endpoint."),
     node_rank: int = typer.Option(0, help="This node's index; nodes other than 0 only run torchrun."),
     rdzv_endpoint: str = typer.Option(None, help="host:port of the rendezvous, the same on every node."),
     rdzv_id: str = typer.Option("fineforge", help="Id of this run's rendezvous, the same on every node."),
     torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument, e.g. "
                                             "--torchrun-arg=--max-restarts=3 (repeatable)."),
-    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
-    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+    retries: Retries = 2,
+    mlflow_uri: MlflowUri = None,
 ) -> None:
     """Pretrain a GPT on token shards under torchrun (Prefect flow `pretrain`)."""
     from fineforge.flows.pretrain_config import PretrainFlowConfig
@@ -87,10 +94,10 @@ def sft_command(
     tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
                                        "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
     settings: list[str] = typer.Option(None, "--set", help="Any SFT field, e.g. --set lr=3e-5 (repeatable)."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
-    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
-    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
-    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+    nproc_per_node: NprocPerNode = 1,
+    torchrun_args: TorchrunArgs = None,
+    retries: Retries = 2,
+    mlflow_uri: MlflowUri = None,
 ) -> None:
     """Fine-tune a checkpoint on conversations, the loss on the assistant's tokens, under torchrun (Prefect flow
     `sft`)."""
@@ -112,7 +119,7 @@ def sft_command(
         values = defaults_from_conversations(values, build)
     elif "data_dir" not in values:
         fail("--data or --conversations is required (or 'data_dir' in the config file)")
-    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    launch = single_node_launch(nproc_per_node, retries, torchrun_args)
     flow_config = checked_flow_config(SFTConfig, SFTFlowConfig, values, launch, mlflow_uri, conversations=build)
     run_training_flow("fineforge.flows.sft:sft", "fineforge.model.sft", flow_config, "sft")
 
@@ -141,10 +148,10 @@ def rl_command(
                                        "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
     settings: list[str] = typer.Option(None, "--set", help="Any RL field, e.g. --set samples_per_prompt=16 "
                                        "(repeatable)."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
-    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
-    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
-    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+    nproc_per_node: NprocPerNode = 1,
+    torchrun_args: TorchrunArgs = None,
+    retries: Retries = 2,
+    mlflow_uri: MlflowUri = None,
 ) -> None:
     """Reinforce a chat model's verified answers (GRPO) under torchrun (Prefect flow `rl`)."""
     from fineforge.flows.rl_config import RLFlowConfig
@@ -159,7 +166,7 @@ def rl_command(
                                                                             if rlhf else {})})
     if rlhf:
         values.setdefault("verifier", None)  # RLHF prompts need no answers unless a verifier judges
-    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    launch = single_node_launch(nproc_per_node, retries, torchrun_args)
     flow_config = checked_flow_config(RLConfig, RLFlowConfig, values, launch, mlflow_uri)
     run_training_flow("fineforge.flows.rl:rl", "fineforge.model.rl", flow_config, "rl")
 
@@ -175,10 +182,10 @@ def reward_command(
     tokenizer_dir: Path = typer.Option(None, help="Vocabulary files of a published encoding (gpt2, cl100k_base, "
                                        "o200k_base; default $FINEFORGE_TOKENIZER_DIR)."),
     settings: list[str] = typer.Option(None, "--set", help="Any trainer field, e.g. --set margin=0.5 (repeatable)."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", "-n", help="Processes (GPUs) on this node."),
-    torchrun_args: list[str] = typer.Option(None, "--torchrun-arg", help="Further torchrun argument (repeatable)."),
-    retries: int = typer.Option(2, help="Relaunches after a failure, each resuming from the newest checkpoint."),
-    mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite)."),
+    nproc_per_node: NprocPerNode = 1,
+    torchrun_args: TorchrunArgs = None,
+    retries: Retries = 2,
+    mlflow_uri: MlflowUri = None,
 ) -> None:
     """Train a reward model (the trunk + a scalar head, Bradley-Terry) under torchrun (Prefect flow `reward_model`)."""
     from fineforge.flows.reward_model_config import RewardModelFlowConfig
@@ -187,7 +194,7 @@ def reward_command(
     paths = {"data_dir": data, "init_checkpoint": checkpoint, "run_dir": run_dir, "tokenizer_dir": tokenizer_dir}
     values = trainer_values(config_file, {**paths, "max_steps": max_steps}, settings,
                             {"data_dir": "--data", "init_checkpoint": "--checkpoint", "run_dir": "--run-dir"})
-    launch = {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
+    launch = single_node_launch(nproc_per_node, retries, torchrun_args)
     flow_config = checked_flow_config(RewardConfig, RewardModelFlowConfig, values, launch, mlflow_uri)
     run_training_flow("fineforge.flows.reward_model:reward_model", "fineforge.model.reward", flow_config,
                       "reward model")
@@ -203,6 +210,11 @@ def trainer_values(config_file: Path | None, options: dict, settings: list[str] 
         if name not in values:
             fail(f"{flag} is required (or {name!r} in the config file)")
     return values
+
+
+def single_node_launch(nproc_per_node: int, retries: int, torchrun_args: list[str] | None) -> dict:
+    """The launch fields of a one-node training command."""
+    return {"nproc_per_node": nproc_per_node, "retries": retries, "launcher_args": torchrun_args or []}
 
 
 def checked_flow_config(config_type: type, flow_config_type: type[Config], values: dict, launch: dict,
