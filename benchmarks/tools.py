@@ -1,15 +1,25 @@
-"""The tools lesson at toy scale on a CPU: a tiny model trained on code-tool conversations against the same model
-trained on the same questions answered directly, asked held-out questions through the real tool loop.
+"""The tools lesson at toy scale on a CPU: tiny models trained on tool-use conversations against the same
+models trained on the same questions answered directly, asked held-out questions through the real tool loop.
 
-Both models are `tiny`-preset GPTs over bytes, trained from scratch in-process (`testkit/chat_training.py`,
-the stand-in for the SFT stage) on the `code_tasks` generator's conversations (`tasks/conversations/`) of
-each task measured, the tool variant or its no-tool control (the same questions, same seed). Evaluation
-asks held-out questions (another seed; any question seen in training is left out and counted), decodes
-greedily with the engine and the tool loop running the real python sandbox, and reads "The answer is X."
-from the reply. Accuracy is shown with its Wilson 95 % interval and logged to MLflow (a SQLite store in
-the work dir unless MLFLOW_TRACKING_URI is set).
+Two halves, each a pair of `tiny`-preset GPTs over bytes trained from scratch in-process
+(`testkit/chat_training.py`, the stand-in for the SFT stage), one on the tool variant of a generator's
+conversations (`tasks/conversations/`), one on its no-tool control (the same questions, answered directly):
 
-Run: python -m benchmarks.tools [--steps 600] [--train 2000] [--eval 100]
+- code: the `code_tasks` generator's letter counting and big-number arithmetic, the tool outputs from the
+  real python sandbox; held-out questions come from another seed (a question seen in training is left out
+  and counted) and the model's code runs in the sandbox;
+- search: the `corpus_search` generator's number facts ("Which number is missing from this sentence of the
+  corpus?") over a real corpus - the sample WARCs' documents and lingua's real sentences of 75 languages,
+  a few to a document (`testkit/search_corpus.py`) - indexed by the real search stage; one fact per
+  document, so the held-out questions ask about documents no model saw in training; conversations longer
+  than the model's context are left out (the same questions for both variants); the model's queries run
+  against the same index.
+
+Replies are decoded greedily by the engine with the tool loop, and "The answer is X." is read from them.
+Accuracy is shown with its Wilson 95 % interval and logged to MLflow (a SQLite store in the work dir unless
+MLFLOW_TRACKING_URI is set).
+
+Run: python -m benchmarks.tools [--steps 600] [--train 2000] [--eval 100] [--search-steps 600] [--only code|search]
 """
 
 from __future__ import annotations
@@ -18,36 +28,72 @@ import argparse
 import logging
 import math
 import os
+import random
+import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from fineforge.model.chat import USER, ChatTemplate
+from fineforge.model.chat import USER, ChatTemplate, Conversation
 from fineforge.model.engine import Engine, Request, SamplingConfig
 from fineforge.model.gpt import GPT
 from fineforge.model.tokenizer import IM_END, Tokenizer, load_tokenizer
-from fineforge.model.tool_loop import ToolLoop, ToolLoopConfig
+from fineforge.model.tool_loop import TOOL_OF_CALL, ToolLoop, ToolLoopConfig
 from fineforge.model.tools.sandbox import PythonSandbox
+from fineforge.tasks.conversations import records as conversation_records
 from fineforge.tasks.conversations.code_tasks import code_task_conversations, read_words
-from fineforge.tasks.conversations.records import ConversationRecord
+from fineforge.tasks.conversations.corpus_search import corpus_search_conversations
+from fineforge.tasks.conversations.records import ConversationRecord, SourceCounts
 from fineforge.tasks.conversations.tool_turns import stated_answer
+from fineforge.tasks.search.config import SearchIndexConfig
+from fineforge.tasks.search.job import build_search_index
+from fineforge.tasks.search.query import CorpusSearch
 from fineforge.tasks.tracking import open_run, tracking_uri
 from testkit.chat_training import train_chat_model
+from testkit.search_corpus import SENTENCES_DUMP, sentence_documents, write_dump, write_sample_corpus
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = ROOT.parent / "shared" / "data" / "lid" / "lingua-sentences" / "en.txt"
-TASKS = ("count_letter", "arithmetic")
-MODEL_SHAPE = dict(n_layer=2, n_head=2, n_embd=64)
-BLOCK_SIZE = 256
-LEARNING_RATE = 1e-2
-BATCH_SIZE = 32
-EVAL_BATCH = 50
+SHARED = Path(os.environ.get("FINEFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+WORDS = SHARED / "lid" / "lingua-sentences" / "en.txt"
+CODE_TASKS = ("count_letter", "arithmetic")
+SEARCH_TASK = "corpus_fact"
 TRAIN_SEED, EVAL_SEED = 1, 2
+EVAL_BATCH = 50
 Z95 = 1.959964
+# The search half: facts of numbers only (a name is hard to tell from any capitalised word in German), the top
+# passage only, short passages (their windows overlap by more than the longest question sentence, 30 words).
+SEARCH_K = 1
+SENTENCES_PER_DOCUMENT = 5
+PASSAGE_WORDS, PASSAGE_OVERLAP = 40, 31
+
+
+@dataclass(frozen=True)
+class Training:
+    """How each model of a half is trained and how long its replies may be."""
+
+    steps: int
+    block_size: int
+    max_new_tokens: int
+    shape: dict = field(default_factory=lambda: dict(n_layer=2, n_head=2, n_embd=64))
+    batch_size: int = 32
+    learning_rate: float = 1e-2
+
+
+@dataclass(frozen=True)
+class Half:
+    """One comparison: the tool's name, training conversations of each variant, held-out questions by task."""
+
+    tool: str
+    training: dict[bool, list[ConversationRecord]]  # with the tool -> its conversations
+    tests: dict[str, list[ConversationRecord]]
+    left_out: dict[str, int]  # by task: held-out questions dropped (seen in training, or too long)
+    loop: ToolLoop
+    settings: Training
 
 
 def wilson(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
@@ -58,11 +104,6 @@ def wilson(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def task_records(task: str, count: int, words: Sequence[str], tool: bool, seed: int) -> list[ConversationRecord]:
-    """`count` conversations of one code task, with the tool (outputs from the real sandbox) or without."""
-    return list(code_task_conversations(count, [task], words, tool, "sandbox", seed, source=task))
 
 
 def question(record: ConversationRecord) -> str:
@@ -78,11 +119,71 @@ def held_out(records: list[ConversationRecord], seen: set[str]) -> list[Conversa
     return list(kept.values())
 
 
-def replies(model: GPT, tokenizer: Tokenizer, questions: Sequence[str], tools: ToolLoop) -> list[str]:
+def code_half(tokenizer: Tokenizer, train_count: int, eval_count: int, settings: Training) -> Half:
+    """Letter counting and big-number arithmetic with the python sandbox, and without."""
+    words = read_words(WORDS)
+
+    def records(task: str, count: int, tool: bool, seed: int) -> list[ConversationRecord]:
+        return list(code_task_conversations(count, [task], words, tool, "sandbox", seed, source=task))
+
+    per_task = train_count // len(CODE_TASKS)
+    training = {tool: [r for task in CODE_TASKS for r in records(task, per_task, tool, TRAIN_SEED)]
+                for tool in (True, False)}
+    seen = {question(r) for r in training[True]}
+    tests = {task: held_out(records(task, eval_count, False, EVAL_SEED), seen) for task in CODE_TASKS}
+    loop = ToolLoop({"python": PythonSandbox()}, tokenizer, ToolLoopConfig(max_output_tokens=64, timeout_s=60))
+    return Half("code tool", training, tests, {t: eval_count - len(tests[t]) for t in CODE_TASKS}, loop, settings)
+
+
+def build_search_corpus(workdir: Path) -> Path:
+    """A fresh corpus in the data build's layout (the sample WARCs' documents and lingua's sentences) and its
+    index, built by the search stage; the corpus's work dir."""
+    corpus = workdir / "search-corpus"
+    shutil.rmtree(corpus, ignore_errors=True)
+    started = time.perf_counter()
+    write_sample_corpus(SHARED, corpus)
+    write_dump(corpus, SENTENCES_DUMP, sentence_documents(SHARED, SENTENCES_PER_DOCUMENT))
+    config = SearchIndexConfig(workdir=str(corpus), passage_words=PASSAGE_WORDS, passage_overlap=PASSAGE_OVERLAP)
+    stats = build_search_index(corpus, config).statistics
+    log.info("search corpus of %d documents and its index of %d passages built in %.0f s", stats["documents_out"],
+             stats["passages"], time.perf_counter() - started)
+    return corpus
+
+
+def fits(template: ChatTemplate, record: ConversationRecord, block_size: int) -> bool:
+    return len(template.render(Conversation.from_messages(record.messages))[0]) <= block_size
+
+
+def search_half(tokenizer: Tokenizer, workdir: Path, train_count: int, eval_count: int, settings: Training) -> Half:
+    """Number facts of the corpus with the search tool over its index, and without: one fact per document,
+    the documents shuffled and split into held-out and training ones."""
+    corpus = build_search_corpus(workdir)
+    counts = SourceCounts()
+    variants = {tool: list(corpus_search_conversations(corpus, k=SEARCH_K, kinds=("number",), tool=tool,
+                                                       seed=TRAIN_SEED, source=SEARCH_TASK, counts=counts))
+                for tool in (True, False)}
+    template = ChatTemplate(tokenizer)
+    pairs = [(with_tool, without) for with_tool, without in zip(variants[True], variants[False], strict=True)
+             if fits(template, with_tool, settings.block_size)]
+    log.info("%d corpus facts (dropped: %s), %d fit a context of %d", len(variants[True]),
+             dict(counts.dropped), len(pairs), settings.block_size)
+    if len(pairs) < eval_count + train_count:
+        raise ValueError(f"the corpus gives {len(pairs)} facts that fit, {eval_count} + {train_count} wanted")
+    random.Random(EVAL_SEED).shuffle(pairs)
+    tests, training = pairs[:eval_count], pairs[eval_count:eval_count + train_count]
+    loop = ToolLoop({"search": CorpusSearch(corpus, k=SEARCH_K)}, tokenizer,
+                    ToolLoopConfig(max_output_tokens=settings.block_size, max_call_tokens=settings.block_size))
+    return Half("search", {tool: [pair[not tool] for pair in training] for tool in (True, False)},
+                {SEARCH_TASK: [without for _, without in tests]}, {SEARCH_TASK: 0}, loop, settings)
+
+
+def replies(model: GPT, tokenizer: Tokenizer, questions: Sequence[str], tools: ToolLoop, max_new_tokens: int
+            ) -> list[str]:
     """The model's greedy replies to the questions, tool calls run by the tool loop."""
     template = ChatTemplate(tokenizer)
     engine = Engine(model, tokenizer.vocab_size)
-    config = SamplingConfig(max_new_tokens=160, temperature=0, stop_tokens=(tokenizer.encode_special(IM_END),))
+    config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0,
+                            stop_tokens=(tokenizer.encode_special(IM_END),))
     texts: list[str] = []
     for start in range(0, len(questions), EVAL_BATCH):
         requests = [Request(template.render_prompt([{"role": USER, "content": q}]))
@@ -91,41 +192,35 @@ def replies(model: GPT, tokenizer: Tokenizer, questions: Sequence[str], tools: T
     return texts
 
 
-def accuracy(model: GPT, tokenizer: Tokenizer, records: list[ConversationRecord], tools: ToolLoop) -> dict:
+def accuracy(model: GPT, tokenizer: Tokenizer, records: list[ConversationRecord], half: Half) -> dict:
     """Correct answers among the records' questions, with the interval, the replies that called a tool and one
     reply as an example."""
-    texts = replies(model, tokenizer, [question(r) for r in records], tools)
+    texts = replies(model, tokenizer, [question(r) for r in records], half.loop, half.settings.max_new_tokens)
     correct = sum(stated_answer(text) == record.answer for text, record in zip(texts, records, strict=True))
-    called = sum("<CODE_START>" in text for text in texts)
+    called = sum(any(opener in text for opener in TOOL_OF_CALL) for text in texts)
     low, high = wilson(correct, len(records))
     return {"correct": correct, "total": len(records), "accuracy": correct / max(1, len(records)),
             "low": low, "high": high, "tool_calls": called, "example": texts[0] if texts else ""}
 
 
-def train(tokenizer: Tokenizer, records: list[ConversationRecord], steps: int) -> tuple[GPT, float]:
+def train(tokenizer: Tokenizer, records: list[ConversationRecord], settings: Training) -> tuple[GPT, float]:
     started = time.perf_counter()
-    model = train_chat_model(ChatTemplate(tokenizer), [r.messages for r in records], steps, MODEL_SHAPE,
-                             LEARNING_RATE, batch_size=BATCH_SIZE, block_size=BLOCK_SIZE)
+    model = train_chat_model(ChatTemplate(tokenizer), [r.messages for r in records], settings.steps,
+                             settings.shape, settings.learning_rate, batch_size=settings.batch_size,
+                             block_size=settings.block_size)
     return model, time.perf_counter() - started
 
 
-def run(steps: int, train_count: int, eval_count: int) -> list[dict]:
-    """Train both variants, evaluate each on every task; one row per (task, variant)."""
-    tokenizer = load_tokenizer("bytes")
-    words = read_words(WORDS)
-    per_task = train_count // len(TASKS)
-    training = {tool: [r for task in TASKS for r in task_records(task, per_task, words, tool, TRAIN_SEED)]
-                for tool in (True, False)}
-    seen = {question(r) for r in training[True]}
-    tests = {task: held_out(task_records(task, eval_count, words, False, EVAL_SEED), seen) for task in TASKS}
+def compare(half: Half, tokenizer: Tokenizer) -> list[dict]:
+    """Train both variants of a half, evaluate each on every task; one row per (task, variant)."""
     rows = []
-    loop = ToolLoop({"python": PythonSandbox()}, tokenizer, ToolLoopConfig(max_output_tokens=64, timeout_s=60))
     for tool in (True, False):
-        model, seconds = train(tokenizer, training[tool], steps)
-        log.info("trained the %s model in %.0f s", "tool" if tool else "no-tool", seconds)
-        for task in TASKS:
-            rows.append({"task": task, "variant": "code tool" if tool else "no tool", "train_s": seconds,
-                         "left_out": eval_count - len(tests[task]), **accuracy(model, tokenizer, tests[task], loop)})
+        variant = half.tool if tool else "no tool"
+        model, seconds = train(tokenizer, half.training[tool], half.settings)
+        log.info("trained the %s model in %.0f s", variant, seconds)
+        for task, records in half.tests.items():
+            rows.append({"task": task, "variant": variant, "tool": tool, "train_s": seconds,
+                         "left_out": half.left_out[task], **accuracy(model, tokenizer, records, half)})
     return rows
 
 
@@ -135,12 +230,13 @@ def print_table(rows: list[dict]) -> None:
         interval = f"[{row['low']:.0%}, {row['high']:.0%}]"
         print(f"{row['task']:<14} {row['variant']:<10} {row['accuracy']:>9.1%} {interval:>15} {row['total']:>5} "
               f"{row['tool_calls']:>10} {row['train_s']:>8.0f}")
-    for task in TASKS:
-        with_tool, without = (next(r for r in rows if r["task"] == task and r["variant"] == v)
-                              for v in ("code tool", "no tool"))
+    for task in dict.fromkeys(row["task"] for row in rows):
+        with_tool, without = (next(r for r in rows if r["task"] == task and r["tool"] == tool)
+                              for tool in (True, False))
+        goal = "with search >= 2x without" if task == SEARCH_TASK else ">= 90 % with the tool"
         ratio = (f"{with_tool['accuracy'] / without['accuracy']:.1f}x" if without["accuracy"]
                  else "n/a (none right without)")
-        print(f"{task}: with the tool / without = {ratio} (goal: >= 90 % with the tool)")
+        print(f"{task}: with the tool / without = {ratio} (goal: {goal})")
         print(f"  e.g. with the tool: {with_tool['example']!r}\n  without: {without['example']!r}")
 
 
@@ -161,24 +257,40 @@ def log_to_mlflow(workdir: Path, rows: list[dict], params: dict) -> str:
     return uri
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=600, help="training steps of each model")
-    parser.add_argument("--train", type=int, default=2000, help="training conversations of each model")
-    parser.add_argument("--eval", type=int, default=100, help="held-out questions asked per task")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of each code model")
+    parser.add_argument("--train", type=int, default=2000, help="training conversations of each code model")
+    parser.add_argument("--eval", type=int, default=100, help="held-out questions asked per code task")
+    parser.add_argument("--search-steps", type=int, default=600, help="training steps of each search model")
+    parser.add_argument("--search-train", type=int, default=2000, help="training conversations of each search model")
+    parser.add_argument("--search-eval", type=int, default=200, help="held-out corpus-fact questions")
+    parser.add_argument("--only", choices=("code", "search"), help="run one half only")
     parser.add_argument("--workdir", type=Path, default=ROOT / "work" / "bench-tools")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    # force: importing Prefect (through the search stage) configured the root logger already
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    # the generators log a line per dropped question; the benchmark logs their counts
+    logging.getLogger(conversation_records.__name__).setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args.workdir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    started = time.perf_counter()
-    rows = run(args.steps, args.train, args.eval)
+    tokenizer = load_tokenizer("bytes")
+    code = Training(args.steps, block_size=256, max_new_tokens=160)
+    search = Training(args.search_steps, block_size=640, max_new_tokens=640, batch_size=16)
+    started, rows = time.perf_counter(), []
+    if args.only != "search":
+        rows += compare(code_half(tokenizer, args.train, args.eval, code), tokenizer)
+    if args.only != "code":
+        rows += compare(search_half(tokenizer, args.workdir, args.search_train, args.search_eval, search), tokenizer)
     print_table(rows)
     print(f"total {time.perf_counter() - started:.0f} s")
-    uri = log_to_mlflow(args.workdir, rows, {"steps": args.steps, "train": args.train, "eval": args.eval,
-                                             "shape": str(MODEL_SHAPE), "batch_size": BATCH_SIZE})
-    print(f"logged to MLflow at {uri}")
+    params = {**{k: v for k, v in vars(args).items() if k != "workdir"}, "code": str(code), "search": str(search)}
+    print(f"logged to MLflow at {log_to_mlflow(args.workdir, rows, params)}")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,15 @@
 
 Real documents of the sample WARCs: CommonCrawl's own extracted text (the WET files beside two sample
 WARCs) and the pages of bench-990-pages.warc.gz (trafilatura's evaluation snippets, with their URLs).
-Synthetic volume: documents of random real English sentences (lingua's Leipzig sentences).
+Synthetic volume: documents of random real English sentences (lingua's Leipzig sentences). Many real facts:
+lingua's sentences of every language, a few consecutive ones per document, each sentence in one document.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ WET_FILES = {
     "CC-MAIN-2024-22": "cc-main-2024-22-one-page.warc.wet.gz",
 }
 BENCH_DUMP = "bench-990-pages"
+SENTENCES_DUMP = "lingua-sentences"
 ROWS_PER_PART = 10_000
 
 
@@ -71,6 +73,16 @@ def write_sample_corpus(shared_data: Path, workdir: Path) -> dict[str, int]:
     for dump, documents in dumps.items():
         write_dump(workdir, dump, documents)
     return {dump: len(documents) for dump, documents in dumps.items()}
+
+
+def sentence_documents(shared_data: Path, per_document: int = 5) -> Iterator[tuple[str, str, str]]:
+    """lingua's real sentences (75 languages x 1,000, Leipzig web corpora) as documents of `per_document`
+    consecutive sentences of one language, in file order, with made-up URLs."""
+    for path in sorted((shared_data / "lid" / "lingua-sentences").glob("*.txt")):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+        for n, start in enumerate(range(0, len(lines), per_document)):
+            yield (f"<urn:uuid:lingua-{path.stem}-{n:05d}>", f"https://example.org/lingua/{path.stem}/{n}",
+                   " ".join(lines[start : start + per_document]))
 
 
 def synthetic_documents(shared_data: Path, count: int, sentences_per_document: tuple[int, int] = (5, 40),
