@@ -203,12 +203,19 @@ def accuracy(model: GPT, tokenizer: Tokenizer, records: list[ConversationRecord]
             "low": low, "high": high, "tool_calls": called, "example": texts[0] if texts else ""}
 
 
-def train(tokenizer: Tokenizer, records: list[ConversationRecord], settings: Training) -> tuple[GPT, float]:
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children, such as sandbox processes."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def train(tokenizer: Tokenizer, records: list[ConversationRecord], settings: Training) -> tuple[GPT, dict]:
+    """The trained model, and the wall and CPU seconds its training took."""
+    started, cpu = time.perf_counter(), cpu_seconds()
     model = train_chat_model(ChatTemplate(tokenizer), [r.messages for r in records], settings.steps,
                              settings.shape, settings.learning_rate, batch_size=settings.batch_size,
                              block_size=settings.block_size)
-    return model, time.perf_counter() - started
+    return model, {"train_s": time.perf_counter() - started, "train_cpu_s": cpu_seconds() - cpu}
 
 
 def compare(half: Half, tokenizer: Tokenizer) -> list[dict]:
@@ -217,19 +224,21 @@ def compare(half: Half, tokenizer: Tokenizer) -> list[dict]:
     for tool in (True, False):
         variant = half.tool if tool else "no tool"
         model, seconds = train(tokenizer, half.training[tool], half.settings)
-        log.info("trained the %s model in %.0f s", variant, seconds)
+        log.info("trained the %s model in %.0f s (%.0f s of CPU)", variant, seconds["train_s"],
+                 seconds["train_cpu_s"])
         for task, records in half.tests.items():
-            rows.append({"task": task, "variant": variant, "tool": tool, "train_s": seconds,
+            rows.append({"task": task, "variant": variant, "tool": tool, **seconds,
                          "left_out": half.left_out[task], **accuracy(model, tokenizer, records, half)})
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'task':<14} {'variant':<10} {'accuracy':>9} {'95% CI':>15} {'n':>5} {'tool calls':>10} {'train s':>8}")
+    print(f"{'task':<14} {'variant':<10} {'accuracy':>9} {'95% CI':>15} {'n':>5} {'tool calls':>10} {'train s':>8} "
+          f"{'(CPU s)':>8}")
     for row in rows:
         interval = f"[{row['low']:.0%}, {row['high']:.0%}]"
         print(f"{row['task']:<14} {row['variant']:<10} {row['accuracy']:>9.1%} {interval:>15} {row['total']:>5} "
-              f"{row['tool_calls']:>10} {row['train_s']:>8.0f}")
+              f"{row['tool_calls']:>10} {row['train_s']:>8.0f} {row['train_cpu_s']:>8.0f}")
     for task in dict.fromkeys(row["task"] for row in rows):
         with_tool, without = (next(r for r in rows if r["task"] == task and r["tool"] == tool)
                               for tool in (True, False))
@@ -251,7 +260,7 @@ def log_to_mlflow(workdir: Path, rows: list[dict], params: dict) -> str:
         client.log_param(run_id, key, value)
     for row in rows:
         prefix = f"{row['task']}/{row['variant'].replace(' ', '_')}"
-        for key in ("accuracy", "low", "high", "total", "tool_calls", "train_s"):
+        for key in ("accuracy", "low", "high", "total", "tool_calls", "train_s", "train_cpu_s"):
             client.log_metric(run_id, f"{prefix}/{key}", float(row[key]))
     client.set_terminated(run_id)
     return uri
@@ -266,6 +275,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--search-train", type=int, default=2000, help="training conversations of each search model")
     parser.add_argument("--search-eval", type=int, default=200, help="held-out corpus-fact questions")
     parser.add_argument("--only", choices=("code", "search"), help="run one half only")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (64-wide matrices gain little from "
+                        "more; on a busy machine two threads waiting for each other took 7x the CPU of one)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "work" / "bench-tools")
     return parser.parse_args()
 
@@ -278,17 +289,17 @@ def main() -> None:
     logging.getLogger(conversation_records.__name__).setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer("bytes")
     code = Training(args.steps, block_size=256, max_new_tokens=160)
     search = Training(args.search_steps, block_size=640, max_new_tokens=640, batch_size=16)
-    started, rows = time.perf_counter(), []
+    started, cpu, rows = time.perf_counter(), cpu_seconds(), []
     if args.only != "search":
         rows += compare(code_half(tokenizer, args.train, args.eval, code), tokenizer)
     if args.only != "code":
         rows += compare(search_half(tokenizer, args.workdir, args.search_train, args.search_eval, search), tokenizer)
     print_table(rows)
-    print(f"total {time.perf_counter() - started:.0f} s")
+    print(f"total {time.perf_counter() - started:.0f} s wall, {cpu_seconds() - cpu:.0f} s of CPU")
     params = {**{k: v for k, v in vars(args).items() if k != "workdir"}, "code": str(code), "search": str(search)}
     print(f"logged to MLflow at {log_to_mlflow(args.workdir, rows, params)}")
 
