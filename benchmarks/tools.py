@@ -19,7 +19,7 @@ Replies are decoded greedily by the engine with the tool loop, and "The answer i
 Accuracy is shown with its Wilson 95 % interval and logged to MLflow (a SQLite store in the work dir unless
 MLFLOW_TRACKING_URI is set).
 
-Run: python -m benchmarks.tools [--steps 600] [--train 2000] [--eval 100] [--search-steps 600] [--only code|search]
+Run: python -m benchmarks.tools [--steps 600] [--train 2000] [--eval 100] [--search-steps 600] [--search-train 1600] [--search-eval 200] [--only code|search]
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train", type=int, default=2000, help="training conversations of each code model")
     parser.add_argument("--eval", type=int, default=100, help="held-out questions asked per code task")
     parser.add_argument("--search-steps", type=int, default=600, help="training steps of each search model")
-    parser.add_argument("--search-train", type=int, default=2000, help="training conversations of each search model")
+    parser.add_argument("--search-train", type=int, default=1600, help="training conversations of each search model")
     parser.add_argument("--search-eval", type=int, default=200, help="held-out corpus-fact questions")
     parser.add_argument("--only", choices=("code", "search"), help="run one half only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (64-wide matrices gain little from "
@@ -292,7 +292,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer("bytes")
     code = Training(args.steps, block_size=256, max_new_tokens=160)
-    search = Training(args.search_steps, block_size=640, max_new_tokens=640, batch_size=16)
+    search = Training(args.search_steps, block_size=640, max_new_tokens=640, batch_size=8)
     started, cpu, rows = time.perf_counter(), cpu_seconds(), []
     if args.only != "search":
         rows += compare(code_half(tokenizer, args.train, args.eval, code), tokenizer)
