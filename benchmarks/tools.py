@@ -19,7 +19,8 @@ Replies are decoded greedily by the engine with the tool loop, and "The answer i
 Accuracy is shown with its Wilson 95 % interval and logged to MLflow (a SQLite store in the work dir unless
 MLFLOW_TRACKING_URI is set).
 
-Run: python -m benchmarks.tools [--steps 600] [--train 2000] [--eval 100] [--search-steps 600] [--search-train 1600] [--search-eval 200] [--only code|search]
+Run: python -m benchmarks.tools [--steps 600] [--train 2000] [--eval 100]
+         [--search-steps 600] [--search-train 1600] [--search-eval 200] [--only code|search] [--threads 1]
 """
 
 from __future__ import annotations
