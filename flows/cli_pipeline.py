@@ -21,7 +21,8 @@ def run(
     config_file: Path = typer.Option(None, "--config", "-c", help=f"JSON file of the pipeline's config, e.g. "
                                      f"{TINY_PRESET}; options override it."),
     input: str = typer.Option(None, "--input", "-i", help="WARC inputs of the data build (data_build.input)."),
-    workdir: Path = typer.Option(None, "--workdir", "-w", help="Everything goes under it (./work)."),
+    workdir: str = typer.Option(None, "--workdir", "-w", help="Everything goes under it (./work; a folder or "
+                                "s3://bucket/prefix)."),
     spark_master: str = typer.Option(None, help="Spark master: local[*] (default), spark://..., k8s://..."),
     mlflow_uri: str = typer.Option(None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or SQLite in the "
                                    "work dir)."),
@@ -36,8 +37,9 @@ def run(
     config = command_config(PipelineConfig, config_file, overrides)
 
     from fineforge.flows.runtime import prepare_runtime
+    from fineforge.tasks.common.object_store import local_path
 
-    prepare_runtime(config.workdir)
+    prepare_runtime(local_path(config.workdir))
     from fineforge.flows.pipeline import pipeline
     from fineforge.tasks.training.completion import RunDirInUse
     from fineforge.tasks.training.launch import TorchrunError
