@@ -143,3 +143,17 @@ def usable_work_dir(value: str | Path) -> str:
     """A config's work dir as a string (a remote one checked: `check_work_dir`), for a pydantic field validator."""
     check_work_dir(str(value))
     return str(value)
+
+
+def put_file(path: Path, uri: str) -> None:
+    """Upload one local file to `uri` (one object: readers see the old one or the new one)."""
+    filesystem().put_file(str(path), uri.split("://", 1)[-1])
+
+
+def staged_uri(path: str | Path) -> str | None:
+    """The URI of a file in the staging copy of a remote path (None for any other local path)."""
+    resolved = Path(os.path.abspath(path))
+    root = staging_root()
+    if not resolved.is_relative_to(root):
+        return None
+    return REMOTE_PREFIX + resolved.relative_to(root).as_posix()

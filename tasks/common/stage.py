@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from fineforge.tasks.common.documents import parquet_files
+from fineforge.tasks.common.object_store import staged_uri
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,14 @@ def fingerprint(*parts: Any) -> str:
 
 
 def file_identity(paths: Iterable[str | Path]) -> list[list]:
-    """What identifies input files for the skip check: path, size and mtime of local files, else the URI."""
+    """What identifies input files for the skip check: path, size and mtime of local files, else the URI. A file of
+    a remote work dir's staging copy is named by its URI (its mtime is the committed one), so the identity is the
+    same on every machine."""
     identity = []
     for path in map(str, paths):
         if os.path.exists(path):
             st = os.stat(path)
-            identity.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+            identity.append([staged_uri(path) or os.path.abspath(path), st.st_size, st.st_mtime_ns])
         else:
             identity.append([path])
     return identity
