@@ -46,7 +46,7 @@ def test_only_complete_checkpoints_are_pulled_and_pruned_ones_leave_the_store(s3
     assert (elsewhere / "summary.json").read_text() == '{"step": 2}'
     model, optimizer, meta = tiny_model()
     newest = list_checkpoints(elsewhere / "checkpoints")[-1]
-    assert load_training_state(newest, model, meta["model"], optimizer)["step"] == 2  # every file checked against its sha256
+    assert load_training_state(newest, model, meta["model"], optimizer)["step"] == 2  # each file sha256-checked
 
     save(run_dir, 4)  # keep=2: step 1 is pruned locally, and so in the store by the next push
     push_run(run_dir, uri)
