@@ -26,8 +26,9 @@ SPARK_HELP = "Spark master: local[*] (default), spark://..., k8s://..."
 @tokens_app.command("train")
 def train(
     output: Path = typer.Option(None, "--output", "-o", help="Where to save the tokenizer JSON file."),
-    input: list[Path] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
-    workdir: Path = typer.Option(None, "--workdir", "-w", help="Where the data build wrote its output (./work)."),
+    input: list[str] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
+    workdir: str = typer.Option(None, "--workdir", "-w", help="Where the data build wrote its output (./work; a "
+                                "folder or s3://bucket/prefix)."),
     config_file: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     vocab_size: int = typer.Option(None, help="Vocabulary size, special tokens included (8192)."),
     sample_docs: int = typer.Option(None, help="Train on a random sample of N documents."),
