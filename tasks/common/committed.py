@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fineforge.tasks.common.object_store import filesystem, join_uri
+from fineforge.tasks.common.object_store import filesystem, join_uri, store_key
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,11 @@ ATTEMPT_PREFIX = "attempt-"
 PULLED_FILE = ".committed.json"  # in a local copy: the commit it mirrors
 
 
-def _key(uri: str) -> str:
-    """An s3fs path: the URI without its scheme."""
-    return uri.split("://", 1)[-1]
-
 
 def read_commit(uri: str) -> dict[str, Any] | None:
     """The commit of the output at `uri` (the content of its `_COMMITTED.json`), or None when none is committed."""
     try:
-        return json.loads(filesystem().cat_file(_key(join_uri(uri, COMMIT_FILE))))
+        return json.loads(filesystem().cat_file(store_key(join_uri(uri, COMMIT_FILE))))
     except FileNotFoundError:
         return None
 
@@ -51,7 +47,7 @@ def attempts(uri: str) -> list[str]:
     """The attempt ids stored under `uri`, committed or not."""
     fs = filesystem()
     try:
-        entries = fs.ls(_key(uri), detail=False)
+        entries = fs.ls(store_key(uri), detail=False)
     except FileNotFoundError:
         return []
     names = (entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
@@ -64,7 +60,7 @@ def remove_stale_attempts(uri: str, keep: str | None) -> list[str]:
     stale = [attempt for attempt in attempts(uri) if attempt != keep]
     for attempt in stale:
         log.info("removing a stale attempt: %s", join_uri(uri, ATTEMPT_PREFIX + attempt))
-        fs.rm(_key(join_uri(uri, ATTEMPT_PREFIX + attempt)), recursive=True)
+        fs.rm(store_key(join_uri(uri, ATTEMPT_PREFIX + attempt)), recursive=True)
     return stale
 
 
@@ -85,10 +81,10 @@ def publish(folder: Path, uri: str, fingerprint: str, statistics: dict[str, Any]
     attempt = f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}"
     files = local_files(folder)
     for entry in files:
-        fs.put_file(str(folder / entry["path"]), _key(join_uri(uri, ATTEMPT_PREFIX + attempt, entry["path"])))
+        fs.put_file(str(folder / entry["path"]), store_key(join_uri(uri, ATTEMPT_PREFIX + attempt, entry["path"])))
     commit = {"attempt": attempt, "fingerprint": fingerprint, "files": files, "committed_at": time.time(),
               "statistics": json.loads(json.dumps(statistics, default=str))}
-    fs.pipe_file(_key(join_uri(uri, COMMIT_FILE)), json.dumps(commit, indent=2, sort_keys=True).encode())
+    fs.pipe_file(store_key(join_uri(uri, COMMIT_FILE)), json.dumps(commit, indent=2, sort_keys=True).encode())
     remove_stale_attempts(uri, attempt)
     (folder / PULLED_FILE).write_text(json.dumps({"uri": uri, "attempt": attempt}))
     log.info("published %d files to %s (attempt %s)", len(files), uri, attempt)
@@ -121,7 +117,7 @@ def pull(uri: str, folder: Path) -> dict[str, Any] | None:
         for entry in commit["files"]:
             target = tmp / entry["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(_key(join_uri(uri, ATTEMPT_PREFIX + commit["attempt"], entry["path"])), str(target))
+            fs.get_file(store_key(join_uri(uri, ATTEMPT_PREFIX + commit["attempt"], entry["path"])), str(target))
             os.utime(target, ns=(entry["mtime_ns"], entry["mtime_ns"]))
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / PULLED_FILE).write_text(json.dumps({"uri": uri, "attempt": commit["attempt"]}))
@@ -137,5 +133,5 @@ def pull(uri: str, folder: Path) -> dict[str, Any] | None:
 def committed_children(uri: str, pattern: str) -> list[str]:
     """The URIs under `uri` matching the glob `pattern` (e.g. `*/scrubbed`) that hold a committed output."""
     scheme = uri.split("://", 1)[0] + "://"
-    found = filesystem().glob(_key(join_uri(uri, pattern, COMMIT_FILE)))
+    found = filesystem().glob(store_key(join_uri(uri, pattern, COMMIT_FILE)))
     return sorted(scheme + path.rsplit("/", 1)[0] for path in found)

@@ -50,6 +50,11 @@ def join_uri(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(part.strip("/") for part in parts if part)])
 
 
+def store_key(uri: str) -> str:
+    """An s3fs path: the URI without its scheme (`s3://b/p` -> `b/p`)."""
+    return uri.split("://", 1)[-1]
+
+
 def filesystem():
     """The s3fs filesystem of the work dir store (listings never cached: other processes write the store)."""
     import s3fs
@@ -147,7 +152,7 @@ def usable_work_dir(value: str | Path) -> str:
 
 def put_file(path: Path, uri: str) -> None:
     """Upload one local file to `uri` (one object: readers see the old one or the new one)."""
-    filesystem().put_file(str(path), uri.split("://", 1)[-1])
+    filesystem().put_file(str(path), store_key(uri))
 
 
 def staged_uri(path: str | Path) -> str | None:

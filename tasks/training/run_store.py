@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from fineforge.model.checkpoint import CHECKPOINT_PATTERN, CHECKPOINTS_SUBDIR, META_FILE, list_checkpoints
-from fineforge.tasks.common.object_store import filesystem, join_uri
+from fineforge.tasks.common.object_store import filesystem, join_uri, store_key
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +28,18 @@ PUSH_INTERVAL_S = 2.0
 LOCAL_ONLY = (".fineforge.lock", ".prefect")  # files of this machine, never pushed
 
 
-def _key(uri: str) -> str:
-    return uri.split("://", 1)[-1]
-
 
 def remote_checkpoints(uri: str) -> list[str]:
     """The names of the complete checkpoints (with their meta.json) in the run folder at `uri`."""
-    found = filesystem().glob(_key(join_uri(uri, CHECKPOINTS_SUBDIR, "step_*", META_FILE)))
+    found = filesystem().glob(store_key(join_uri(uri, CHECKPOINTS_SUBDIR, "step_*", META_FILE)))
     return sorted(path.rsplit("/", 2)[-2] for path in found)
 
 
 def _run_files(uri: str) -> list[str]:
     """The keys of the run folder's files outside its checkpoints."""
     fs = filesystem()
-    keys = fs.find(_key(uri))
-    prefix = _key(join_uri(uri, CHECKPOINTS_SUBDIR)) + "/"
+    keys = fs.find(store_key(uri))
+    prefix = store_key(join_uri(uri, CHECKPOINTS_SUBDIR)) + "/"
     return [key for key in keys if not key.startswith(prefix)]
 
 
@@ -51,7 +48,7 @@ def pull_run(uri: str, run_dir: Path) -> list[str]:
     there yet; return the names of the checkpoints pulled."""
     fs = filesystem()
     run_dir = Path(run_dir)
-    root = _key(uri).rstrip("/") + "/"
+    root = store_key(uri).rstrip("/") + "/"
     for key in _run_files(uri):
         target = run_dir / key[len(root):]
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +59,7 @@ def pull_run(uri: str, run_dir: Path) -> list[str]:
         source = join_uri(uri, CHECKPOINTS_SUBDIR, name)
         tmp = run_dir / CHECKPOINTS_SUBDIR / f".{name}.pull"
         tmp.mkdir(parents=True, exist_ok=True)
-        for key in fs.find(_key(source)):  # meta.json included: a complete checkpoint
+        for key in fs.find(store_key(source)):  # meta.json included: a complete checkpoint
             fs.get_file(key, str(tmp / key.rsplit("/", 1)[-1]))
         tmp.rename(run_dir / CHECKPOINTS_SUBDIR / name)
     if pulled:
@@ -81,14 +78,14 @@ def push_checkpoints(run_dir: Path, uri: str) -> list[str]:
         target = join_uri(uri, CHECKPOINTS_SUBDIR, name)
         files = sorted(p for p in local[name].iterdir() if p.is_file() and p.name != META_FILE)
         for path in [*files, local[name] / META_FILE]:
-            fs.put_file(str(path), _key(join_uri(target, path.name)))
+            fs.put_file(str(path), store_key(join_uri(target, path.name)))
         pushed.append(name)
         log.info("pushed checkpoint %s to %s", name, target)
     for name in sorted(stored - set(local)):
         if CHECKPOINT_PATTERN.match(name) and local and name < max(local):  # pruned by the trainer
             target = join_uri(uri, CHECKPOINTS_SUBDIR, name)
-            fs.rm_file(_key(join_uri(target, META_FILE)))
-            fs.rm(_key(target), recursive=True)
+            fs.rm_file(store_key(join_uri(target, META_FILE)))
+            fs.rm(store_key(target), recursive=True)
     return pushed
 
 
@@ -101,7 +98,7 @@ def push_run(run_dir: Path, uri: str) -> None:
         relative = path.relative_to(run_dir)
         if relative.parts[0] in (CHECKPOINTS_SUBDIR, *LOCAL_ONLY):
             continue
-        fs.put_file(str(path), _key(join_uri(uri, relative.as_posix())))
+        fs.put_file(str(path), store_key(join_uri(uri, relative.as_posix())))
     log.info("pushed the run folder %s to %s", run_dir, uri)
 
 
