@@ -103,5 +103,6 @@ STEP_NAMES = {
     "C4QualityFilter": "c4",
     "FineWebQualityFilter": "fineweb_qual",
     "PIIFormatter": "pii",
+    "PerDocumentPIIFormatter": "pii",
     "QualityClassifierFilter": "quality",
 }
