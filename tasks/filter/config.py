@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from fineforge.tasks.common.word_tokenizer import shared_word_tokenizer
 from fineforge.tasks.filter.remote import RemoteReadConfig
+from fineforge.tasks.filter.warc_ranges import DEFAULT_RANGE_BYTES, MIN_RANGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,11 @@ class FilterConfig(BaseModel):
     c4_quality: C4QualitySettings = Field(default_factory=C4QualitySettings)
     fineweb_quality: FineWebQualitySettings = Field(default_factory=FineWebQualitySettings)
     remote: RemoteReadConfig = Field(default_factory=RemoteReadConfig, description="How remote WARC files are read.")
+    warc_range_bytes: int | None = Field(
+        DEFAULT_RANGE_BYTES, ge=MIN_RANGE_BYTES,
+        description="Gzip WARC files larger than this are read as ranges of this many bytes, one Spark task each "
+        "(the same documents and statistics); null: one task per file.",
+    )  # fmt: skip
 
 
 def language_model_path(settings: LanguageSettings) -> Path:
