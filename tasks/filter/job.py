@@ -73,18 +73,22 @@ def filter_warc(warc: WarcRange | str, config: FilterConfig, part_path: Path, du
 def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, output_dir: Path, dump: str) -> dict:
     """Extract and filter `warc_uris` into Parquet part files under `output_dir` (created); return statistics.
 
-    One Spark task per WARC file, or per range of `config.warc_range_bytes` of a larger gzip WARC file (the
-    same documents in the same order, the same statistics); the driver only receives and merges each task's
-    statistics.
+    One Spark task per WARC file, or per range of `config.splitting_range_bytes()` of a larger gzip WARC file
+    (the same documents in the same order, the same statistics); the driver only receives and merges each
+    task's statistics.
     Statistics: documents_in (HTML documents read), documents_out, dropped {"<step>/<reason>": n, plus
     corrupt_record and unreadable_file}, steps [per-step counts in pipeline order], bytes_out, input_files,
     reader {the WARC reader's record counts}, extraction_cpu {pages, over_budget, p50_ms, p99_ms, histogram:
     CPU time of extraction per page - measured, so it varies between runs; everything else does not}.
     """
     uris = list(warc_uris)
-    ranges = split_warcs(spark, uris, config.warc_range_bytes, config.remote) if uris else []
+    range_bytes = config.splitting_range_bytes()
+    if range_bytes is None and config.warc_range_bytes is not None:
+        log.info("WARC files are not split: trafilatura's duplicate-segment removal (extraction.deduplicate) "
+                 "carries state from page to page")
+    ranges = split_warcs(spark, uris, range_bytes, config.remote) if uris else []
     if len(ranges) > len(uris):
-        log.info("%d WARC files read as %d ranges of up to %d bytes", len(uris), len(ranges), config.warc_range_bytes)
+        log.info("%d WARC files read as %d ranges of up to %d bytes", len(uris), len(ranges), range_bytes)
     concurrent = max(1, min(len(ranges), spark.sparkContext.defaultParallelism))
     config = config.model_copy(update={"remote": config.remote.task_share(concurrent)})  # the run's rate, shared
     stats = run_per_file(spark, ranges, partial(filter_warc, config=config, dump=dump), output_dir)

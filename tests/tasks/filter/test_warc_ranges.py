@@ -154,7 +154,8 @@ def _deterministic(stats: dict) -> dict:
 
 def test_a_build_by_tiny_ranges_equals_the_unsplit_build(spark, shared_data, tmp_path, caplog):
     uris = [str(shared_data / "warc" / name) for name in BUILD_FILES]
-    unsplit = FilterConfig(extraction={"timeout": 30}, warc_range_bytes=None)
+    # No trafilatura duplicate-segment cache: with it, WARC files are not split (test below).
+    unsplit = FilterConfig(extraction={"timeout": 30, "deduplicate": False}, warc_range_bytes=None)
     split = unsplit.model_copy(update={"warc_range_bytes": TINY_RANGE})
     whole_stats = filter_warcs_to_parquet(spark, uris, unsplit, tmp_path / "whole", "CC-MAIN-TEST")
     with caplog.at_level(logging.INFO, logger="fineforge.tasks.filter.job"):
@@ -166,3 +167,11 @@ def test_a_build_by_tiny_ranges_equals_the_unsplit_build(spark, shared_data, tmp
     assert _deterministic(split_stats) == _deterministic(whole_stats) and split_stats["input_files"] == len(uris)
     # The range size changes how the stage runs, not its output: an earlier build is still complete.
     assert FilterStage(unsplit, uris, "d").fingerprint_parts() == FilterStage(split, uris, "d").fingerprint_parts()
+
+
+def test_files_are_not_split_while_extraction_carries_state_from_page_to_page():
+    assert FilterConfig(warc_range_bytes=4096).splitting_range_bytes() is None  # trafilatura's dedup cache
+    assert FilterConfig(extraction={"method": "fineweb"}, warc_range_bytes=4096).splitting_range_bytes() is None
+    assert FilterConfig(extraction={"deduplicate": False}, warc_range_bytes=4096).splitting_range_bytes() == 4096
+    assert FilterConfig(extraction={"method": "resiliparse"}, warc_range_bytes=4096).splitting_range_bytes() == 4096
+    assert FilterConfig(extraction={"enabled": False}, warc_range_bytes=4096).splitting_range_bytes() == 4096
