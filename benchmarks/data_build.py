@@ -62,20 +62,26 @@ def run_fineforge(uris: list[str], workdir: Path) -> tuple[float, dict, dict[str
     return seconds, stats, kept
 
 
-def run_datatrove(shared: Path, workdir: Path) -> tuple[float, dict[str, str]]:
-    from datatrove.executor import LocalPipelineExecutor
+def datatrove_reader(shared: Path, names: list[str], workdir: Path):
+    """datatrove's WarcReader over the WARC files `names` of the shared data."""
     from datatrove.pipeline.readers import WarcReader
-    from datatrove.pipeline.writers import JsonlWriter
 
     paths_file = workdir / "paths.txt"
-    paths_file.write_text("\n".join(WARCS) + "\n")
+    paths_file.write_text("\n".join(names) + "\n")
+    return WarcReader(str(shared / "warc"), paths_file=str(paths_file))
+
+
+def run_datatrove(shared: Path, names: list[str], workdir: Path) -> tuple[float, dict[str, str]]:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.writers import JsonlWriter
+
     executor = LocalPipelineExecutor(
         pipeline=[
-            WarcReader(str(shared / "warc"), paths_file=str(paths_file)),
+            datatrove_reader(shared, names, workdir),
             *build_filter_steps(CONFIG, reference=True),
             JsonlWriter(str(workdir / "datatrove")),
         ],
-        tasks=len(WARCS),
+        tasks=len(names),
         workers=CORES,
         logging_dir=str(workdir / "datatrove-logs"),
     )
@@ -118,15 +124,12 @@ def profile_fineforge_steps(uris: list[str], workdir: Path) -> StepClock:
     return clock
 
 
-def profile_datatrove_steps(shared: Path, workdir: Path) -> StepClock:
+def profile_datatrove_steps(shared: Path, names: list[str], workdir: Path) -> StepClock:
     """datatrove's reader, reference steps and writer over the same files in this process, each step timed."""
-    from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    paths_file = workdir / "paths.txt"
-    paths_file.write_text("\n".join(WARCS) + "\n")
     clock = StepClock()
-    pipeline = clock.timed(WarcReader(str(shared / "warc"), paths_file=str(paths_file))(None, 0, 1), "read")
+    pipeline = clock.timed(datatrove_reader(shared, names, workdir)(None, 0, 1), "read")
     for step in build_filter_steps(CONFIG, reference=True):
         pipeline = _observe(clock, step(pipeline, 0, 1), step)
     drain(clock.timed(JsonlWriter(str(workdir / "datatrove-steps"))(pipeline, 0, 1), "write"))
@@ -138,13 +141,14 @@ def _observe(clock: StepClock, documents: Iterable, step) -> Iterator:
     return clock.timed(documents, "extraction" if name == "trafilatura" else name)  # one row for both extractors
 
 
-def print_step_profile(uris: list[str], shared: Path, workdir: Path) -> None:
-    fineforge, datatrove = profile_fineforge_steps(uris, workdir), profile_datatrove_steps(shared, workdir)
+def print_step_profile(shared: Path, names: list[str], workdir: Path) -> None:
+    uris = [str(shared / "warc" / name) for name in names]
+    fineforge, datatrove = profile_fineforge_steps(uris, workdir), profile_datatrove_steps(shared, names, workdir)
     order = [name for name in fineforge.seconds if name != "write"]
     order += [name for name in datatrove.seconds if name not in order and name != "write"] + ["write"]
-    print("profile per step (wall ms per document read, one process per side):")
+    print("profile per step (wall ms per document read, one process per side):", flush=True)
     for line in profile_table({"fineforge": (fineforge, "read"), "datatrove": (datatrove, "read")}, order):
-        print("  " + line)
+        print("  " + line, flush=True)
 
 
 def profile_one_task(uri: str, workdir: Path) -> None:
@@ -153,39 +157,46 @@ def profile_one_task(uri: str, workdir: Path) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(PROFILE_TOP)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--profile", action="store_true", help="also profile one fineforge task in-process")
-    parser.add_argument("--extraction", choices=sorted(CONFIGS), default="fineweb",
-                        help="fineweb: the FineWeb-exact configuration; default: fineforge's default extraction")
-    args = parser.parse_args()
-    global CONFIG
-    CONFIG = CONFIGS[args.extraction]
-    uris = [str(args.shared / "warc" / name) for name in WARCS]
-
-    with tempfile.TemporaryDirectory(prefix="fineforge-bench-") as tmp:
-        workdir = Path(tmp)
-        seconds_b, kept_b = run_datatrove(args.shared, workdir)
-        seconds_a, stats, kept_a = run_fineforge(uris, workdir)
-        seconds_c, documents_c = run_bare_trafilatura(uris)
-        print_step_profile(uris, args.shared, workdir)
-        if args.profile:
-            profile_one_task(uris[0], workdir)
-
+def compare_side_by_side(shared: Path, names: list[str], workdir: Path) -> bool:
+    """Run (a), (b) and (c) on the WARC files `names`; print their rates and ratios; whether (a) and (b) agree."""
+    uris = [str(shared / "warc" / name) for name in names]
+    seconds_b, kept_b = run_datatrove(shared, names, workdir)
+    seconds_a, stats, kept_a = run_fineforge(uris, workdir)
+    seconds_c, documents_c = run_bare_trafilatura(uris)
     documents = stats["documents_in"]
     # datatrove's WarcReader also reads non-200 responses, which fineforge skips: compare on what both read.
     fineforge_read = {d.id for uri in uris for d in iter_html_documents(uri, Counter())}
     kept_b_read = {i: t for i, t in kept_b.items() if i in fineforge_read}
     identical = kept_a == kept_b_read
     rates = {"a": documents / seconds_a, "b": documents / seconds_b, "c": documents_c / seconds_c}
-    print(f"inputs: {', '.join(WARCS)}; {documents} HTML documents; {CORES} cores; extraction {args.extraction}")
+    print(f"inputs: {', '.join(names)}; {documents} HTML documents; {CORES} cores")
     print(f"(a) fineforge Spark filter stage      {seconds_a:8.1f} s  {rates['a']:7.2f} documents/s")
     print(f"(b) datatrove LocalPipelineExecutor   {seconds_b:8.1f} s  {rates['b']:7.2f} documents/s")
     print(f"(c) bare trafilatura.extract loop     {seconds_c:8.1f} s  {rates['c']:7.2f} documents/s")
     print(f"a/b = {rates['a'] / rates['b']:.2f}   a/c = {rates['a'] / rates['c']:.2f}")
     print(f"kept: fineforge {len(kept_a)}, datatrove {len(kept_b_read)} (+{len(kept_b) - len(kept_b_read)} non-200)")
-    print(f"identical output of (a) and (b): {identical}")
+    print(f"identical output of (a) and (b): {identical}", flush=True)
+    return identical
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--profile", action="store_true", help="also profile one fineforge task in-process")
+    parser.add_argument("--extraction", choices=sorted(CONFIGS), default="fineweb",
+                        help="fineweb: the FineWeb-exact configuration; default: fineforge's default extraction")
+    parser.add_argument("--warc", action="append", help=f"a WARC file of <shared>/warc (repeatable; default {WARCS})")
+    args = parser.parse_args()
+    global CONFIG
+    CONFIG = CONFIGS[args.extraction]
+    names = args.warc or WARCS
+    print(f"extraction: {args.extraction}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="fineforge-bench-") as tmp:
+        workdir = Path(tmp)
+        identical = compare_side_by_side(args.shared, names, workdir)
+        print_step_profile(args.shared, names, workdir)
+        if args.profile:
+            profile_one_task(str(args.shared / "warc" / names[0]), workdir)
     return 0 if identical else 1
 
 
