@@ -190,9 +190,10 @@ class _WarcFileReader:
 
     def _not_chunked(self) -> int | None:
         """Where to go on when gzip members do not match records: the whole file read as one gzip stream, from
-        the start - unless this is a range that did not begin at the file's first record (its other ranges
-        read their own records: reading the whole stream here would read them twice)."""
-        if self.end is None or (not self.start and not self.records_seen):
+        the start, by the reader of the whole file or of its first range (a file that is one gzip stream, maybe
+        after a first member of its own, has no later member that opens a record: its later ranges read
+        nothing). A later range that meets such a member counts the rest of the range as one damaged record."""
+        if not self.start:
             self.end = None  # one gzip stream: its records have no compressed offsets to split by
             return self._switch_to_whole_gzip()
         self.counts["corrupt_record"] += 1

@@ -21,7 +21,8 @@ from testkit.fault_server import Fault, FaultyFileServer
 WGET = "wget-2024-sample-0000.warc.gz"
 SPLIT_FILES = ["archive-it-2008-example.warc.gz", "cc-main-2020-34-slice.warc.gz", WGET,
                "wget-2024-sample-0001.warc.gz", "broken/resiliparse-clipped.warc.gz",
-               "broken/warcio-example-wget-bad-target-uri.warc.gz"]
+               "broken/warcio-example-wget-bad-target-uri.warc.gz",
+               "broken/warcio-example-bad-non-chunked.warc.gz"]  # one member, then the rest as one gzip stream
 # Small sample WARCs: two gzip ones (split) and a plain one (read whole). Every range is a Spark task that starts
 # its own extraction process, so the build stays at a few ranges; the reader tests above use many more.
 BUILD_FILES = ["cc-main-2020-34-slice.warc.gz", "cc-main-2014-35-sample.warc", WGET]
