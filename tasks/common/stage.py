@@ -88,13 +88,15 @@ class ConfiguredStage:
     only: tuple[str, ...] | None = None  # write the output of these input files only (an increment)
     name: ClassVar[str]
     one_part_per_input: ClassVar[bool] = True
+    # Config fields that change how the work is run, never its output (left out of the fingerprint).
+    execution_fields: ClassVar[frozenset[str]] = frozenset()
 
     def fingerprint_parts(self) -> list[Any]:
-        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
+        return [input_identity(self.inputs), *self.settings_parts()]
 
     def settings_parts(self) -> list[Any]:
-        """What decides the output besides the input files: the config."""
-        return [self.config.model_dump(mode="json")]
+        """What decides the output besides the input files: the config (less its `execution_fields`)."""
+        return [self.config.model_dump(mode="json", exclude=set(self.execution_fields))]
 
     def input_files(self) -> list[str]:
         """The files this stage processes: its input files, or the part files of its upstream outputs."""
