@@ -141,6 +141,8 @@ def test_interrogate_refuses_bad_input(tmp_path):
         (["-c", str(chat), "-q", str(tmp_path / "none.jsonl"), *run], "cannot read questions"),
         (["-c", str(chat), "-q", str(good), "--judge", "vibes", *run], "unknown judge 'vibes'"),
         (["-c", str(chat), "-q", str(good), "-k", "0", *run], "num_samples: Input should be greater than or equal"),
+        (["-c", str(chat), "-q", str(good), "--max-refusal-share", "0", *run],
+         "max_refusal_share: Input should be greater than 0"),
         (["-c", str(short), "-q", str(good), *run], "the model embeds 257 ids"),
         (["-c", str(tmp_path / "none"), "-q", str(good), *run], "no checkpoint found"),
     ]
