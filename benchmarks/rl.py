@@ -306,8 +306,8 @@ def toy_sft_checkpoint(work: Path, smoke: bool) -> Path:
     data, tokenizer = sft.write_pretraining_shards(sft.pretraining_corpus(world, scale, seed=0), scale, work)
     sft.pretrain(data, scale, work)
     facts = sft.write_jsonl(work / "facts_sft.jsonl", sft.qa_conversations(sft.questions(split["seen_sft"])))
-    sft.sft("base", sft.conversation_set("base", facts, False, tokenizer, scale, work), work / "pretrain", scale,
-            work)
+    sft.sft("base", sft.conversation_set("base", {"facts": facts}, False, tokenizer, scale, work), work / "pretrain",
+            scale, work)
     return work / "base"
 
 
