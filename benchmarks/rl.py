@@ -67,14 +67,15 @@ class RLScale:
     threads: int = 2  # CPU threads per process
 
 
-# toy: the difficulty the toy SFT model was trained on (benchmarks.sft FULL.max_difficulty = 1), sampled at 0.7:
-# there the model is right in ~20 % of its samples (~10 % at temperature 1, 23 % greedy), so most groups hold a right
-# and a wrong reply to learn from. At temperature 1 and lr 3e-4 the policy drifted into guessing (garbled steps, then
-# "The answer is $2": a price of difficulty 1 is 1..5, a guess is right one time in five), replies 76 -> 31 tokens.
-# One thread: with two, each token of the batched generation of a model this small waits on the other (5x slower).
+# toy: the difficulty the toy SFT model was trained on (benchmarks.sft FULL.max_difficulty = 1): there it samples
+# ~10 % right at temperature 1 (23 % greedy), so groups hold right and wrong replies to learn from. A small learning
+# rate: with 8 prompts a batch the gradient is mostly noise, and at 2e-4 - 3e-4 (Adam) the 0.9M-parameter model
+# lost its steps within 20 batches and answered one guessed digit (a price of difficulty 1 is 1..5: a guess is
+# right one time in five). One thread: with two, each token of the batched generation of a model this small waits
+# on the other (5x slower roll-outs under load).
 TOY = RLScale(train_problems=2000, held_out=200, eval_samples=8, steps=60, prompts_per_rollout=8,
-              samples_per_prompt=8, micro_batch_size=32, max_new_tokens=96, lr=2e-4, eval_every=20, eval_count=64,
-              temperature=0.7, max_difficulty=1, threads=1)
+              samples_per_prompt=8, micro_batch_size=32, max_new_tokens=96, lr=5e-5, eval_every=20, eval_count=64,
+              max_difficulty=1, threads=1)
 TOY_SMOKE = replace(TOY, train_problems=40, held_out=8, eval_samples=2, steps=2, prompts_per_rollout=2,
                     samples_per_prompt=2, micro_batch_size=4, max_new_tokens=16, eval_every=2, eval_count=4)
 GSM8K = RLScale(train_problems=7473, held_out=400, eval_samples=8, steps=200, prompts_per_rollout=16,
