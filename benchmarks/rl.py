@@ -263,12 +263,14 @@ def results_table(m: Measured, scale: RLScale, goal: float | None) -> str:
 
 
 def curve_lines(history: dict[str, list[tuple[int, float]]], rows: int = 12) -> list[str]:
-    """The curves as a table of about `rows` steps (every value is in MLflow)."""
+    """The curves as a table of about `rows` steps, the last one and every evaluation's included (every value is
+    in MLflow)."""
     steps = sorted({s for points in history.values() for s, _ in points})
-    shown = steps[:: max(1, len(steps) // rows)] + ([steps[-1]] if steps and len(steps) % rows else [])
+    evaluated = {s for s, _ in history.get("pass_at_1", [])}
+    shown = sorted(set(steps[:: max(1, len(steps) // rows)]) | set(steps[-1:]) | evaluated)
     values = {name: dict(points) for name, points in history.items()}
     lines = ["| step | " + " | ".join(CURVES) + " |", "|---" * (len(CURVES) + 1) + "|"]
-    for step in dict.fromkeys(shown):
+    for step in shown:
         cells = [f"{values[name][step]:.3f}" if step in values[name] else "" for name in CURVES]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return lines
