@@ -72,7 +72,7 @@ class RLScale:
 # rate: with 8 prompts a batch the gradient is mostly noise, and at 2e-4 - 3e-4 (Adam) the 0.9M-parameter model
 # lost its steps within 20 batches and answered one guessed digit (a price of difficulty 1 is 1..5: a guess is
 # right one time in five). One thread: with two, each token of the batched generation of a model this small waits
-# on the other (5x slower roll-outs under load).
+# on the other (steps about 6x slower under load).
 TOY = RLScale(train_problems=2000, held_out=200, eval_samples=8, steps=60, prompts_per_rollout=8,
               samples_per_prompt=8, micro_batch_size=32, max_new_tokens=96, lr=5e-5, eval_every=20, eval_count=64,
               max_difficulty=1, threads=1)
