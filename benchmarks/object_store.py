@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=64)
     parser.add_argument("--files", type=int, default=16)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, s3_store() as store:
+    with tempfile.TemporaryDirectory() as tmp, s3_store(Path(tmp) / "s3") as store:
         root = Path(tmp)
         os.environ.update(store.env(root / "staging"))
         uri = store.make_bucket("bench") + "/work/dump/filtered"

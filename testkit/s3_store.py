@@ -1,8 +1,9 @@
 """An S3 store on loopback for tests and benchmarks: moto's server mode (`python -m moto.server`) as a process.
 
-    with s3_store() as store:
+    with s3_store(log_dir) as store:
         store.make_bucket("work")
-        env = store.env(staging_dir)     # FINEFORGE_S3_* and FINEFORGE_STAGING_DIR: a work dir s3://work/...
+        env = store.env(staging_dir)   # FINEFORGE_S3_* and FINEFORGE_STAGING_DIR: a work dir s3://work/...
+        env = store.mlflow_env()       # what an MLflow server needs to keep its artifacts in the store
 
 Its state is in memory and ends with the process; it accepts any credentials.
 """
@@ -10,37 +11,20 @@ Its state is in memory and ends with the process; it accepts any credentials.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fineforge.tasks.common.object_store import ENDPOINT_ENV, KEY_ENV, SECRET_ENV, STAGING_ENV
+from testkit.prefect_server import free_port, wait_until
+from testkit.services import listening
 
 START_TIMEOUT_S = 60
+REGION = "us-east-1"
 KEY, SECRET = "fineforge-test", "fineforge-test-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with status {process.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"moto_server did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S} s")
 
 
 @dataclass(frozen=True)
@@ -55,12 +39,17 @@ class S3Store:
         """The environment of a fineforge process whose work dir is in this store, staged under `staging`."""
         return {ENDPOINT_ENV: self.endpoint, KEY_ENV: self.key, SECRET_ENV: self.secret, STAGING_ENV: str(staging)}
 
+    def mlflow_env(self) -> dict[str, str]:
+        """The environment of an MLflow server whose `--artifacts-destination` is in this store."""
+        return {"MLFLOW_S3_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.key,
+                "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_DEFAULT_REGION": REGION}
+
     def client(self):
         """A botocore S3 client of this store (to create buckets, list and read objects in tests)."""
         import botocore.session
 
         return botocore.session.get_session().create_client(
-            "s3", region_name="us-east-1", endpoint_url=self.endpoint, aws_access_key_id=self.key,
+            "s3", region_name=REGION, endpoint_url=self.endpoint, aws_access_key_id=self.key,
             aws_secret_access_key=self.secret,
         )  # fmt: skip
 
@@ -76,16 +65,19 @@ class S3Store:
 
 
 @contextmanager
-def s3_store() -> Iterator[S3Store]:
-    """Start moto's S3 server on a free loopback port; stop it on leaving."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MOTO_CALL_RESET_API": "false"},
-    )  # fmt: skip
+def s3_store(log_dir: Path) -> Iterator[S3Store]:
+    """Start moto's S3 server on a free loopback port (its log in `log_dir`); stop it on leaving."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with open(log_dir / "moto.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "MOTO_CALL_RESET_API": "false"})
     try:
-        _wait_for(port, process)
-        yield S3Store(f"http://127.0.0.1:{port}")
+        wait_until(lambda: listening(endpoint) or process.poll() is not None, START_TIMEOUT_S, "moto's S3 server")
+        assert process.poll() is None, (log_dir / "moto.log").read_text()[-3000:]
+        yield S3Store(endpoint)
     finally:
         process.terminate()
         try:

@@ -126,11 +126,11 @@ def search_workdir(shared_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def s3_server():
+def s3_server(tmp_path_factory):
     """An S3 server on loopback (moto's server mode, its own process) for the whole test run."""
     from testkit.s3_store import s3_store
 
-    with s3_store() as store:
+    with s3_store(tmp_path_factory.mktemp("s3")) as store:
         yield store
 
 

@@ -25,8 +25,8 @@ from mlflow.tracking import MlflowClient
 from fineforge.tasks.dedup.config import DEDUPLICATED
 from fineforge.tasks.filter.config import FILTERED
 from fineforge.tasks.scrub.config import SCRUBBED
-from testkit.object_store import S3Store, s3_store
 from testkit.postgres import postgres_role, psql
+from testkit.s3_store import S3Store, s3_store
 from testkit.services import FINAL_STATES, Server, fineforge, start_server, stop_server, tiny_pipeline_parameters
 from testkit.spark_cluster import Cluster, cluster_spark_config, free_port, standalone_cluster
 from testkit.stage_output import LOAD_INDEPENDENT_FILTERS, stage_output

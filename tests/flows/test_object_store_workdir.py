@@ -53,7 +53,7 @@ def local_build(shared_data: Path, workdir: Path) -> None:
 def runs(shared_data, tmp_path_factory, spark):
     """Two pipeline runs into S3 (the second from a new staging copy, 2 more steps) and a local build."""
     root = tmp_path_factory.mktemp("object-store")
-    with s3_store() as store, pytest.MonkeyPatch.context() as patch:
+    with s3_store(root / "s3") as store, pytest.MonkeyPatch.context() as patch:
         workdir = store.make_bucket("fineforge") + "/work"
         for name, value in store.env(root / "pull").items():
             patch.setenv(name, value)
