@@ -64,8 +64,8 @@ class HackScale:
 
 
 FULL = HackScale(
-    conversations=2000, sft_steps=150, sft_batch=16, rankings=600, reward={"max_steps": 60, "lr": 1e-3, "min_lr": 1e-4}, prompts=512, held_out=32,
-    eval_samples=4, flaw_replies=64,
+    conversations=2000, sft_steps=150, sft_batch=16, rankings=600,
+    reward={"max_steps": 60, "lr": 1e-3, "min_lr": 1e-4}, prompts=512, held_out=32, eval_samples=4, flaw_replies=64,
     rl={"prompts_per_rollout": 8, "samples_per_prompt": 8, "micro_batch_size": 64, "max_new_tokens": 32,
         "temperature": 1.0, "lr": 2e-4, "min_lr": 2e-4, "kl_beta": 0.01, "max_steps": 100, "eval_every": 5,
         "checkpoint_every": 5, "watch_window": 4, "sample_every": 25, "log_every": 5},
