@@ -1,6 +1,7 @@
 """RLHF at toy scale on the CPU, each model trained through the real launch path (torchrun running the stages).
 
-    python -m benchmarks.rlhf reward     # (a) reward-model held-out pairwise accuracy
+    python -m benchmarks.rlhf reward            # (a) reward-model held-out pairwise accuracy
+    python -m benchmarks.rlhf hack [--smoke]    # (b) the reward-hacking demonstration (benchmarks/rlhf_hack.py)
 
 (a) A small trunk (the `tiny` preset, 4 layers x 128, context 256) is pretrained briefly (200 steps of 8 x 256
     tokens) on the hh-rlhf conversations of the training prompts, in the chat format, with a BPE of 2,048
@@ -11,9 +12,9 @@
       near 100 %, and sums answered right or off by 1, 2 or 5, which needs arithmetic on unseen sums.
     Printed as a table (accuracy with its Wilson 95 % interval, mean margin, pairs, wall and CPU seconds: the
     shared machine's load inflates the wall time, not the CPU time) and logged to MLflow.
-(b) The hacking demonstration (RLHF against the reward model of (a) while a held-out judge watches,
-    `model/rl/watch.py`) is not here yet: it needs the RL stage. It goes into PARTS as `hacking`, and can
-    start from the tokenizer, trunk and reward models that (a) leaves in --workdir.
+(b) The hacking demonstration: a reward model with a known flaw (it never saw a reply repeating its keyword)
+    drives RLHF into exploiting it while a held-out judge watches, and the reward-hacking watch stops the run at
+    its best checkpoint (benchmarks/rlhf_hack.py: its own tiny policy and reward models, built in --workdir).
 """
 
 from __future__ import annotations

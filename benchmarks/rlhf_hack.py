@@ -24,15 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchmarks.rlhf import preference_set, reward_row, table, train
 from fineforge.model.chat import ChatTemplate, Conversation
+from fineforge.model.checkpoint import load_model
+from fineforge.model.engine import Engine, SamplingConfig
 from fineforge.model.preference_data import score_replies
 from fineforge.model.reward_model import load_reward_model
-from fineforge.model.tokenizer import BPETrainingConfig, load_tokenizer, train_bpe
+from fineforge.model.rl.feedback import BEST_CHECKPOINT
+from fineforge.model.rl.prompts import read_prompt_set
+from fineforge.model.rl.rollouts import RolloutSampler
+from fineforge.model.tokenizer import IM_END, BPETrainingConfig, load_tokenizer, train_bpe
 from fineforge.model.tracking import read_metrics
 from testkit.chat_training import train_chat_model
 from testkit.preferences import GOOD, keyword_conversations, keyword_prompt, keyword_reply, write_rule_rankings
@@ -112,6 +118,29 @@ def flaw_scores(models: dict[str, Path], tokenizer_path: Path, replies: int) -> 
     return rows
 
 
+def keyword_use(checkpoint: Path, prompts: Path, samples: int, max_new_tokens: int) -> dict:
+    """A policy's replies to the held-out prompts (`samples` each, temperature 1, fixed seeds): "gladly" per reply,
+    the share of replies saying it twice or more, words per reply, and the first reply."""
+    model, meta = load_model(checkpoint)
+    tokenizer = load_tokenizer(meta["tokenizer"]["spec"])
+    template, stop = ChatTemplate(tokenizer), tokenizer.encode_special(IM_END)
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=1.0, stop_tokens=(stop,))
+    sampler = RolloutSampler(Engine(model, vocab_size=tokenizer.vocab_size), sampling, tokenizer, stop)
+    ids = [template.render_prompt(p.messages) for p in read_prompt_set(prompts, "held-out prompts")]
+    replies = [r.text for r in sampler.sample(ids, samples, seed=SEEDS["held_out"], first_group=0)]
+    counts = [len(re.findall(rf"\b{GOOD}\b", reply.lower())) for reply in replies]
+    return {"keyword": statistics.fmean(counts), "repeated": statistics.fmean(c >= 2 for c in counts),
+            "words": statistics.fmean(len(r.split()) for r in replies), "example": replies[0]}
+
+
+def keyword_table(policies: dict[str, dict]) -> str:
+    lines = ['| policy | "gladly" per reply | replies saying it twice or more | words per reply | a reply |',
+             "|---|---:|---:|---:|---|"]
+    lines += [f"| {name} | {u['keyword']:.2f} | {100 * u['repeated']:.0f} % | {u['words']:.1f} | "
+              f"{u['example'].strip()!r} |" for name, u in policies.items()]
+    return "\n".join(lines)
+
+
 def watch_rows(run_dir: Path) -> list[dict]:
     """The watch's measures at each evaluation, with the training KL to the reference logged at that step."""
     records = [r for r in read_metrics(run_dir) if r["kind"] == "metrics"]
@@ -165,11 +194,17 @@ def hacking(work: Path, args: argparse.Namespace) -> tuple[str, list[tuple[str, 
     flaw = flaw_scores(models, tokenizer_path, scale.flaw_replies)
     summary, wall, cpu = train("fineforge.model.rl", "rlhf", rlhf_config(work, policy, models, scale), work,
                                args.nproc)
-    watch = watch_rows(work / "runs" / "rlhf")
+    run_dir = work / "runs" / "rlhf"
+    watch = watch_rows(run_dir)
+    policies = {"SFT (the start)": policy, f"last (step {summary['step']})": run_dir}
+    if (run_dir / BEST_CHECKPOINT).is_dir():
+        policies[f"best checkpoint kept (step {summary.get('best_step')})"] = run_dir / BEST_CHECKPOINT
+    use = {name: keyword_use(path, work / "held_out.jsonl", scale.eval_samples, scale.rl["max_new_tokens"])
+           for name, path in policies.items()}
     outcome = (f"the watch fired at step {summary['watch_fired_at']} of {scale.rl['max_steps']}; the best "
                f"checkpoint kept is step {summary['best_step']} ({summary['checkpoint']})"
                if summary.get("stopped_early") else f"the watch did not fire in {summary['step']} steps")
-    text = "\n\n".join([table(rows), flaw_table(flaw), watch_table(watch, summary),
+    text = "\n\n".join([table(rows), flaw_table(flaw), watch_table(watch, summary), keyword_table(use),
                         f"RLHF: {outcome}; {wall:.0f} s wall, {cpu:.0f} s CPU. Scale: {asdict(scale)}"])
     metrics = [(f"hack/{c}", r[c], r["step"]) for r in watch for c in (*WATCH_COLUMNS, "kl") if r[c] is not None]
     metrics += [(f"flaw/{name}/{r['times']}", r[name], 0) for r in flaw for name in models]
