@@ -35,7 +35,7 @@ from safetensors.torch import load_model as load_weights
 from safetensors.torch import save_file, save_model
 
 from fineforge.model.gpt import GPT, GPTConfig
-from fineforge.model.shards import file_sha256
+from fineforge.model.shards import file_sha256, read_bounded_json
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +185,7 @@ def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
 def read_meta(checkpoint: str | Path) -> dict:
     """A checkpoint's metadata (JSON, size-limited), checked for the fields loading relies on."""
     path = Path(checkpoint) / META_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{checkpoint}: not a checkpoint (no {META_FILE})")
-    if path.stat().st_size > MAX_META_BYTES:
-        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, more than metadata can be ({MAX_META_BYTES})")
-    try:
-        meta = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not JSON ({exc})") from exc
+    meta = read_bounded_json(path, MAX_META_BYTES, CheckpointError, f"{checkpoint}: not a checkpoint (no {META_FILE})")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"{checkpoint}: checkpoint format {found!r}, this fineforge reads {FORMAT_VERSION} "

@@ -29,7 +29,7 @@ import torch
 from fineforge.model.chat import ASSISTANT, ChatTemplate, Conversation, Message
 from fineforge.model.data import DataPosition
 from fineforge.model.reward_model import RewardModel, pad_rows, pair_indices, score_rows
-from fineforge.model.shards import ShardError, file_sha256
+from fineforge.model.shards import ShardError, file_sha256, read_bounded_json
 
 FORMAT = "fineforge-preference-set/1"
 MANIFEST = "manifest.json"
@@ -108,14 +108,8 @@ def load_preference_manifest(directory: str | Path, verify: bool = True) -> dict
     """Read and check manifest.json; with `verify`, check each split file against its sha256."""
     directory = Path(directory)
     path = directory / MANIFEST
-    if not path.is_file():
-        raise PreferenceDataError(f"{directory}: no {MANIFEST} (build a preference set with `fineforge reward pairs`)")
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise PreferenceDataError(f"{path}: larger than a manifest can be ({MAX_MANIFEST_BYTES} bytes)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PreferenceDataError(f"{path}: not JSON: {exc}") from exc
+    manifest = read_bounded_json(path, MAX_MANIFEST_BYTES, PreferenceDataError,
+                                 f"{directory}: no {MANIFEST} (build a preference set with `fineforge reward pairs`)")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PreferenceDataError(f"{path}: not a preference set manifest ({FORMAT})")
     files = manifest.get("files")

@@ -147,17 +147,24 @@ def check_manifest(manifest: Any, directory: Path) -> None:
     _require(copy in (None, TOKENIZER_COPY), directory, f"tokenizer_file must be {TOKENIZER_COPY!r}, got {copy!r}")
 
 
+def read_bounded_json(path: Path, limit: int, error: type[Exception], missing: str) -> Any:
+    """A small JSON file's content; `error(missing)` when it is absent, `error` naming it when over `limit` bytes
+    (a larger file is not one of ours) or not JSON."""
+    if not path.is_file():
+        raise error(missing)
+    size = path.stat().st_size
+    if size > limit:
+        raise error(f"{path}: {size} bytes, more than this file can be ({limit})")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not JSON ({exc})") from exc
+
+
 def load_manifest(directory: str | Path, verify: bool = True) -> dict:
     """Read and check manifest.json; with verify, check every shard's header, token count and sha256 against it."""
     directory = Path(directory)
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise ShardError(f"{directory}: no {MANIFEST}")
-    _require(path.stat().st_size <= MAX_MANIFEST_BYTES, directory, f"larger than {MAX_MANIFEST_BYTES} bytes")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ShardError(f"{path}: not JSON: {exc}") from exc
+    manifest = read_bounded_json(directory / MANIFEST, MAX_MANIFEST_BYTES, ShardError, f"{directory}: no {MANIFEST}")
     check_manifest(manifest, directory)
     if verify:
         for shard in manifest["shards"]:

@@ -44,6 +44,12 @@ def artifact_root(uri: str) -> str | None:
     return None
 
 
+def experiment_id(client, name: str, uri: str) -> str:
+    """The id of the experiment `name` of the store at `uri`, created when new (artifacts: `artifact_root`)."""
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name, artifact_root(uri))
+
+
 def recorded_run(run_dir: str | Path) -> dict | None:
     """The MLflow run recorded in a run folder: {"run_id", "tracking_uri", "experiment"}, or None."""
     path = Path(run_dir) / RUN_RECORD
@@ -112,16 +118,12 @@ class Tracker:
         else:
             if record is not None:
                 settle_run(self.run_dir, "KILLED", uri)
-            self.run_id = self.client.create_run(self._experiment_id(experiment), run_name=self.run_dir.name,
-                                                 tags=tags).info.run_id
+            self.run_id = self.client.create_run(experiment_id(self.client, experiment, uri),
+                                                 run_name=self.run_dir.name, tags=tags).info.run_id
             record = {"run_id": self.run_id, "tracking_uri": uri, "experiment": experiment}
             (self.run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2))
             log.info("MLflow run %s created in experiment %s", self.run_id, experiment)
         self._start_system_metrics(uri, resumed=resumed_step is not None)
-
-    def _experiment_id(self, name: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        return found.experiment_id if found else self.client.create_experiment(name, artifact_root(self._uri))
 
     def _start_system_metrics(self, uri: str, resumed: bool) -> None:
         if importlib.util.find_spec("psutil") is None:

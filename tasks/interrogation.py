@@ -164,14 +164,11 @@ def record_interrogation(config: InterrogationConfig, report: InterrogationRepor
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from fineforge.model.tracking import artifact_root
+    from fineforge.model.tracking import experiment_id
 
     client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(config.experiment)
-    experiment = found.experiment_id if found else client.create_experiment(config.experiment,
-                                                                            artifact_root(tracking_uri))
-    run_id = client.create_run(experiment, run_name=Path(config.output_dir).name,
-                               tags={"fineforge.stage": "interrogate"}).info.run_id
+    run_id = client.create_run(experiment_id(client, config.experiment, tracking_uri), run_name=Path(
+        config.output_dir).name, tags={"fineforge.stage": "interrogate"}).info.run_id
     now = int(time.time() * 1000)
     numbers = {k: float(v) for k, v in report.summary.items() if isinstance(v, int | float)}
     metrics = [Metric(k, v, now, 0) for k, v in numbers.items()]

@@ -22,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from fineforge.model.shards import MANIFEST
+from fineforge.model.tracking import experiment_id
 from fineforge.tasks.common.stage import STATS_FILE
 from fineforge.tasks.common.statistics import stats_rows
 
@@ -29,8 +30,6 @@ log = logging.getLogger(__name__)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 MLFLOW_DB = "mlflow.db"
-SQLITE_PREFIX = "sqlite:///"
-ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store: the artifacts of its experiments
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 DIGEST_CHARS = 32  # a dataset digest: MLflow stores at most 36 characters
 
@@ -44,14 +43,6 @@ def tracking_uri(workdir: Path, configured: str | None = None) -> str:
     return f"sqlite:///{(Path(workdir) / MLFLOW_DB).resolve()}"
 
 
-def artifact_location(uri: str) -> str | None:
-    """Where a new experiment keeps its artifacts: beside a local SQLite store (MLflow's own default would be
-    ./mlruns in whatever the current directory is), else the tracking server's default."""
-    if uri.startswith(SQLITE_PREFIX):
-        return (Path(uri.removeprefix(SQLITE_PREFIX)).resolve().parent / ARTIFACTS_DIR).as_uri()
-    return None
-
-
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
@@ -61,9 +52,7 @@ def _client(uri: str):
 def open_run(uri: str, experiment: str, run_name: str) -> str:
     """Create a run (and its experiment when new) at `uri`; return its id."""
     client = _client(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location(uri))
-    run = client.create_run(experiment_id, run_name=run_name)
+    run = client.create_run(experiment_id(client, experiment, uri), run_name=run_name)
     log.info("MLflow run %s in experiment %s at %s", run.info.run_id, experiment, uri)
     return run.info.run_id
 

@@ -111,7 +111,7 @@ def test_other_damaged_files_are_refused(saved, tmp_path):
         (edit_meta(files={"../model.safetensors": "0"}), "'files' must map the checkpoint's file names"),
         (edit_meta(model={"n_layer": 10**6}), r"GPTConfig.n_layer must be in \[1, 1024\], got 1000000"),
         (edit_meta(model={"n_layer": "2"}), "field 'n_layer': expected int, got '2'"),
-        (edit_meta(padding="x" * (1 << 20)), "more than metadata can be"),
+        (edit_meta(padding="x" * (1 << 20)), "more than this file can be"),
         (lambda c: (c / META_FILE).write_text("{"), "not JSON"),
     ],
 )

@@ -175,10 +175,15 @@ def test_inserted_output_counts_against_the_budget(setup):
     assert out.loss_mask[-2:] == [0, 0]
 
 
-def test_tool_calls_are_recorded_as_mlflow_trace_spans(setup, mlflow_uri):
+def test_tool_calls_are_recorded_as_mlflow_trace_spans(setup, mlflow_uri, monkeypatch):
     import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from fineforge.model.tracking import experiment_id
 
     engine, tokenizer, template, config = setup
+    experiment = experiment_id(MlflowClient(mlflow_uri), "tool-spans", mlflow_uri)  # not ./mlruns of the cwd
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
     with mlflow.start_run(run_name="eval") as run:
         tools = ToolLoop({"python": calculator}, tokenizer, on_call=MlflowToolSpans())
         engine.generate_batch(requests(template, TWO_CALLS_QUESTION, PLAIN_QUESTION), config, tools=tools)
