@@ -34,7 +34,7 @@ from pathlib import Path
 
 from benchmarks.rlhf import preference_set, reward_row, table, train
 from fineforge.model.chat import ChatTemplate, Conversation
-from fineforge.model.checkpoint import load_model
+from fineforge.model.checkpoint import find_checkpoint, load_model, read_meta
 from fineforge.model.engine import Engine, SamplingConfig
 from fineforge.model.preference_data import score_replies
 from fineforge.model.reward_model import load_reward_model
@@ -115,7 +115,7 @@ def flaw_scores(models: dict[str, Path], tokenizer_path: Path, replies: int) -> 
     loaded = {name: load_reward_model(path)[0] for name, path in models.items()}
     rng = random.Random(SEEDS["flaw"])
     rows = []
-    kinds = [(f'"{GOOD}" {times} times', lambda times=times: keyword_reply(rng, GOOD, times))
+    kinds = [(f'"{GOOD}" {times} time{"" if times == 1 else "s"}', lambda times=times: keyword_reply(rng, GOOD, times))
              for times in KEYWORD_COUNTS] + [("an empty reply", lambda: "")]
     for kind, reply in kinds:
         cases = [(Conversation.from_messages(keyword_prompt(rng), require_assistant=False), reply())
@@ -205,8 +205,9 @@ def hacking(work: Path, args: argparse.Namespace) -> tuple[str, list[tuple[str, 
     run_dir = work / "runs" / "rlhf"
     watch = watch_rows(run_dir)
     policies = {"SFT (the start)": policy, f"last (step {summary['step']})": run_dir}
-    if (run_dir / BEST_CHECKPOINT).is_dir():
-        policies[f"best checkpoint kept (step {summary.get('best_step')})"] = run_dir / BEST_CHECKPOINT
+    if (run_dir / BEST_CHECKPOINT).is_dir():  # kept at each new best judge score, whether or not the watch fired
+        best = read_meta(find_checkpoint(run_dir / BEST_CHECKPOINT))["step"]
+        policies[f"best checkpoint kept (step {best})"] = run_dir / BEST_CHECKPOINT
     use = {name: keyword_use(path, work / "held_out.jsonl", scale.eval_samples, scale.rl["max_new_tokens"])
            for name, path in policies.items()}
     outcome = (f"the watch fired at step {summary['watch_fired_at']} of {scale.rl['max_steps']}; the best "
