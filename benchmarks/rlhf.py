@@ -240,10 +240,10 @@ def log_to_mlflow(uri: str, part: str, metrics: list[tuple[str, float, int]], te
     """One MLflow run of the benchmark: the part's metrics (name, value, step), the report as an artifact."""
     from mlflow.tracking import MlflowClient
 
+    from fineforge.model.tracking import experiment_id
+
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("rlhf-benchmark")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("rlhf-benchmark")
-    run_id = client.create_run(experiment_id, run_name=part).info.run_id
+    run_id = client.create_run(experiment_id(client, "rlhf-benchmark", uri), run_name=part).info.run_id
     for name, value, step in metrics:
         client.log_metric(run_id, name, value, step=step)
     client.log_metric(run_id, "seconds", seconds)

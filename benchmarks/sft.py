@@ -405,12 +405,10 @@ def log_to_mlflow(uri: str, scale: Scale, counts: dict, numbers: dict, table: st
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from fineforge.model.tracking import artifact_root
+    from fineforge.model.tracking import experiment_id
 
     client = MlflowClient(uri)
-    found = client.get_experiment_by_name("benchmark-sft")
-    experiment = found.experiment_id if found else client.create_experiment("benchmark-sft", artifact_root(uri))
-    run_id = client.create_run(experiment, run_name="sft-lessons").info.run_id
+    run_id = client.create_run(experiment_id(client, "benchmark-sft", uri), run_name="sft-lessons").info.run_id
     now, metrics = int(time.time() * 1000), []
     for model, values in counts.items():
         for key, value in values.items():

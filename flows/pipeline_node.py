@@ -2,7 +2,8 @@
 the same config and its own `pretrain.launch.node_rank`; node 0 runs the pipeline flow (data build, tokenize, the
 pretrain subflow), the others run no flow: each waits until node 0 claims the training run folder (it does so
 right before it launches torchrun, after tokenize), then runs this node's torchrun on the config node 0 claimed,
-so that every node trains exactly the same run. The folders are shared by all nodes (one work dir).
+so that every node trains exactly the same run. The folders are shared by all nodes (one work dir; with an
+object store, its staging folder).
 """
 
 import logging
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from fineforge.flows.pipeline_config import PipelineConfig
 from fineforge.model.tracking import TRACKING_URI_ENV
+from fineforge.tasks.common.object_store import local_path
 from fineforge.tasks.tracking import tracking_uri
 from fineforge.tasks.training.completion import claimed_inputs, completed_training
 from fineforge.tasks.training.launch import launch_training
@@ -42,9 +44,9 @@ def wait_for_claim(run_dir: Path, seconds: float) -> dict:
 def join_pretrain(config: PipelineConfig, wait_seconds: float = NODE_WAIT_SECONDS) -> None:
     """Run this node's torchrun of the pipeline's pretraining once node 0 has claimed its run folder."""
     launch = config.pretrain.launch
-    run_dir = config.run_dir
+    run_dir = local_path(config.run_dir)  # an object store's run folder: its staging copy, shared by the nodes
     log.info("node %d of %d: waiting for node 0 to claim %s", launch.node_rank, launch.nnodes, run_dir)
     train = wait_for_claim(run_dir, wait_seconds)["config"]
-    uri = tracking_uri(Path(config.workdir), config.mlflow_tracking_uri)  # as node 0: global rank 0 may be here
+    uri = tracking_uri(local_path(config.workdir), config.mlflow_tracking_uri)  # as node 0: global rank 0 may be here
     launch_training(MODULE, train, run_dir / f"pretrain_config.node{launch.node_rank}.json", launch,
                     env={TRACKING_URI_ENV: uri})

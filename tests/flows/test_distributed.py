@@ -1,12 +1,13 @@
 """The distributed path end to end, every service a process on 127.0.0.1 (the services infra/ starts as
 containers): PostgreSQL (a fresh role and databases on the machine's cluster), a Prefect server on it with a
 process worker, an MLflow server on it with its artifacts in an S3 server (moto), and a Spark standalone
-cluster of two workers. The tiny `pipeline` deployment runs through them: the data build on the cluster,
-tokenize, pretraining on two torchrun nodes (node 0 in the flow run, node 1 from `fineforge pipeline run` with
-node_rank 1), its MLflow artifacts in the bucket. Then a data build loses a Spark worker mid-stage and still
-writes the same documents as the undisturbed build.
+cluster of two workers. The tiny `pipeline` deployment runs through them with its work dir in the S3 server:
+the data build on the cluster, tokenize, pretraining on two torchrun nodes (node 0 in the flow run, node 1 from
+`fineforge pipeline run` with node_rank 1), stage outputs and checkpoints committed to the bucket, MLflow's
+artifacts in the bucket. Then a data build loses a Spark worker mid-stage and still writes the same documents as
+the undisturbed build.
 
-The shared work dir is one parameter (`WORK_DIRS`): every "node" is this machine, so a local folder is shared.
+Every "node" is this machine, so the work dir's staging folder (docs/scaling.md) is shared as on a cluster.
 """
 
 import json
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from fineforge.tasks.common.object_store import STAGING_ENV, local_path
 from fineforge.tasks.dedup.config import DEDUPLICATED
 from fineforge.tasks.filter.config import FILTERED
 from fineforge.tasks.scrub.config import SCRUBBED
@@ -36,7 +38,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 RUN_SECONDS = 900
 BUCKET = "fineforge-mlflow"  # as infra/docker-compose.yml's
 ARTIFACTS_PREFIX = "mlflow"
-WORK_DIRS = ["local"]  # the lead adds "s3" once the work dir may be an object store (branch objstore)
+WORK_BUCKET = "fineforge-work"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Stack:
     s3: S3Store
     cluster: Cluster
     database: str  # Prefect's; MLflow's is <database>_mlflow
+    staging: Path  # the staging folder of the S3 work dirs, shared by every node (all are this machine)
+
+    def node_env(self) -> dict[str, str]:
+        """What every fineforge process needs: the Prefect/MLflow URLs, the S3 work dir's endpoint and staging."""
+        return {**self.server.env, **self.s3.env(self.staging)}
 
 
 @pytest.fixture(scope="module")
@@ -55,24 +62,26 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         role = started.enter_context(postgres_role())
         s3 = started.enter_context(s3_store(root / "s3"))
         bucket = s3.make_bucket(BUCKET)
+        s3.make_bucket(WORK_BUCKET)
+        staging = root / "staging"
         cluster = started.enter_context(standalone_cluster(root / "spark", workers=2, cores=1, memory="1g"))
         home = root / "server"
         started.callback(stop_server, home)
         server = start_server(home, "--database-url", role.url(), "--artifacts-destination",
-                              f"{bucket}/{ARTIFACTS_PREFIX}", env=s3.mlflow_env())
+                              f"{bucket}/{ARTIFACTS_PREFIX}", env={**s3.mlflow_env(), **s3.env(staging)})
         deployed = fineforge("deploy", "--working-dir", str(root), env=server.env)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        yield Stack(server, s3, cluster, role.name)
+        yield Stack(server, s3, cluster, role.name, staging)
 
 
-@pytest.fixture(params=WORK_DIRS)
-def workdir(request, tmp_path) -> Path:
-    """The work dir every node shares: a local folder (every "node" is this machine)."""
-    assert request.param == "local", f"no {request.param} work dir yet"
-    return tmp_path / "work"
+@pytest.fixture
+def workdir(stack, monkeypatch) -> str:
+    """The work dir every node shares, in the S3 server; this process stages it where the nodes do."""
+    monkeypatch.setenv(STAGING_ENV, str(stack.staging))
+    return f"s3://{WORK_BUCKET}/work"
 
 
-def pipeline_config(shared_data: Path, workdir: Path, cluster: Cluster) -> dict:
+def pipeline_config(shared_data: Path, workdir: str, cluster: Cluster) -> dict:
     """The tiny pipeline on the Spark cluster, its pretraining on two torchrun nodes (node 0's config)."""
     config = tiny_pipeline_parameters(shared_data, workdir)["config"]
     config["spark"] = cluster_spark_config(cluster.url)
@@ -104,7 +113,7 @@ def test_pipeline_runs_through_every_service_and_a_build_survives_a_lost_worker(
     server = stack.server
     config = pipeline_config(shared_data, workdir, stack.cluster)
     run = server.run_deployment("pipeline/tiny", {"config": config})
-    node1 = start_node(config, 1, tmp_path, server.env)
+    node1 = start_node(config, 1, tmp_path, stack.node_env())
     try:
         completed(server, run["id"])
         assert node1.wait(timeout=120) == 0, (tmp_path / "node1.log").read_text()[-3000:]
@@ -114,7 +123,10 @@ def test_pipeline_runs_through_every_service_and_a_build_survives_a_lost_worker(
             node1.wait()
 
     check_tracking(stack, run["id"])
-    check_lost_worker_build(stack, config, shared_data, tmp_path / "lost-worker")
+    committed = stack.s3.keys(WORK_BUCKET, "work/")
+    assert any(key.endswith("/_COMMITTED.json") for key in committed), committed  # the stages' outputs
+    assert any("/step_" in key and key.endswith("/model.safetensors") for key in committed), committed
+    check_lost_worker_build(stack, config, shared_data, f"s3://{WORK_BUCKET}/lost-worker")
 
 
 def check_tracking(stack: Stack, flow_run_id: str) -> None:
@@ -135,20 +147,20 @@ def check_tracking(stack: Stack, flow_run_id: str) -> None:
     assert any(key.endswith("/report.md") for key in keys), keys
 
 
-def check_lost_worker_build(stack: Stack, pipeline: dict, shared_data: Path, workdir: Path) -> None:
+def check_lost_worker_build(stack: Stack, pipeline: dict, shared_data: Path, workdir: str) -> None:
     """The pipeline's data build again, from its deployment, into another work dir; one Spark worker is killed
     once its executor runs a task. The build completes with the undisturbed build's documents and counts."""
     server, cluster = stack.server, stack.cluster
     earlier = {path for folder in cluster.worker_dirs for path in folder.glob("app-*")}
-    build = {**pipeline["data_build"], "workdir": str(workdir), "spark": pipeline["spark"]}
+    build = {**pipeline["data_build"], "workdir": workdir, "spark": pipeline["spark"]}
     run = server.run_deployment("data_build/default", {"config": build})
     killed = kill_worker_running_a_task(cluster, earlier, server, run["id"])
     completed(server, run["id"])
     assert killed is not None, "no worker ran a task of the build before it finished"
     dump = pipeline["data_build"]["dump"]
     for stage in (FILTERED, DEDUPLICATED, SCRUBBED):
-        undisturbed = stage_output(Path(pipeline["workdir"]) / dump / stage)
-        assert stage_output(workdir / dump / stage) == undisturbed, stage
+        undisturbed = stage_output(local_path(pipeline["workdir"]) / dump / stage)
+        assert stage_output(local_path(workdir) / dump / stage) == undisturbed, stage
     assert undisturbed[0], "the sample WARCs hold documents that pass every filter"
 
 
