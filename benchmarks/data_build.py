@@ -5,10 +5,14 @@
 (c) a bare single-process loop of trafilatura.extract over the same HTML records.
 
 Prints documents/s of each (HTML documents in / wall seconds), the ratios a/b and a/c, and checks that
-(a) and (b) keep the same documents with identical text. `--profile` also prints where one fineforge
-task spends its time (cProfile of the in-process per-file function).
+(a) and (b) keep the same documents with identical text. Then the profile per step: each side's steps run in
+one process over the same files (fineforge: its reader, steps with extraction ahead, Parquet writer; datatrove:
+WarcReader, the reference steps, JsonlWriter), with the wall ms/document of each step (`step_profile`).
+Deduplication is a stage of its own: `python -m benchmarks.dedup`. `--extraction fineweb` (the default) is the
+FineWeb-exact configuration, `--extraction default` fineforge's default extraction. `--profile` also prints a
+cProfile of one fineforge task.
 
-    .venv/bin/python -m benchmarks.data_build [--shared ../shared/data] [--profile]
+    .venv/bin/python -m benchmarks.data_build [--shared ../shared/data] [--extraction fineweb|default] [--profile]
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
+from benchmarks.step_profile import StepClock, drain, profile_table
+from fineforge.tasks.common.datatrove_steps import run_steps, step_name
+from fineforge.tasks.common.documents import PartWriter, document_row
 from fineforge.tasks.common.spark import SparkConfig, spark_session
 from fineforge.tasks.filter.config import FilterConfig, build_filter_steps
-from fineforge.tasks.filter.job import filter_warc, filter_warcs_to_parquet
+from fineforge.tasks.filter.job import EXTRACT_AHEAD, filter_warc, filter_warcs_to_parquet
 from fineforge.tasks.filter.warc_records import iter_html_documents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +45,9 @@ CORES = 2
 # FineWeb's settings (its extraction, `method: fineweb`, so (b) runs datatrove's own Trafilatura step), except
 # a generous extraction timeout: datatrove's is wall-clock time, and with its 1 s a loaded machine turns slow
 # pages into timeouts at random, so the two runs could not be compared document by document.
-CONFIG = FilterConfig(extraction={"method": "fineweb", "timeout": 60})
+CONFIGS = {"fineweb": FilterConfig(extraction={"method": "fineweb", "timeout": 60}),
+           "default": FilterConfig(extraction={"timeout": 60})}
+CONFIG = CONFIGS["fineweb"]
 PROFILE_TOP = 25
 
 
@@ -51,20 +62,26 @@ def run_fineforge(uris: list[str], workdir: Path) -> tuple[float, dict, dict[str
     return seconds, stats, kept
 
 
-def run_datatrove(shared: Path, workdir: Path) -> tuple[float, dict[str, str]]:
-    from datatrove.executor import LocalPipelineExecutor
+def datatrove_reader(shared: Path, names: list[str], workdir: Path):
+    """datatrove's WarcReader over the WARC files `names` of the shared data."""
     from datatrove.pipeline.readers import WarcReader
-    from datatrove.pipeline.writers import JsonlWriter
 
     paths_file = workdir / "paths.txt"
-    paths_file.write_text("\n".join(WARCS) + "\n")
+    paths_file.write_text("\n".join(names) + "\n")
+    return WarcReader(str(shared / "warc"), paths_file=str(paths_file))
+
+
+def run_datatrove(shared: Path, names: list[str], workdir: Path) -> tuple[float, dict[str, str]]:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.writers import JsonlWriter
+
     executor = LocalPipelineExecutor(
         pipeline=[
-            WarcReader(str(shared / "warc"), paths_file=str(paths_file)),
+            datatrove_reader(shared, names, workdir),
             *build_filter_steps(CONFIG, reference=True),
             JsonlWriter(str(workdir / "datatrove")),
         ],
-        tasks=len(WARCS),
+        tasks=len(names),
         workers=CORES,
         logging_dir=str(workdir / "datatrove-logs"),
     )
@@ -90,40 +107,96 @@ def run_bare_trafilatura(uris: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, len(documents)
 
 
+def _written(documents: Iterable, writer: PartWriter) -> Iterator:
+    for document in documents:
+        writer.write(document_row(document, "BENCH"))
+        yield document
+
+
+def profile_fineforge_steps(uris: list[str], workdir: Path) -> StepClock:
+    """fineforge's steps over `uris` in this process, as one filter task runs them, each step timed."""
+    clock = StepClock()
+    read = clock.timed((d for uri in uris for d in iter_html_documents(uri, Counter())), "read")
+    observe = partial(_observe, clock)
+    with PartWriter(workdir / "steps.parquet") as writer:
+        kept = run_steps(build_filter_steps(CONFIG), read, extract_ahead=EXTRACT_AHEAD, observe=observe)
+        drain(clock.timed(_written(kept, writer), "write"))
+    return clock
+
+
+def profile_datatrove_steps(shared: Path, names: list[str], workdir: Path) -> StepClock:
+    """datatrove's reader, reference steps and writer over the same files in this process, each step timed."""
+    from datatrove.pipeline.writers import JsonlWriter
+
+    clock = StepClock()
+    pipeline = clock.timed(datatrove_reader(shared, names, workdir)(None, 0, 1), "read")
+    for step in build_filter_steps(CONFIG, reference=True):
+        pipeline = _observe(clock, step(pipeline, 0, 1), step)
+    drain(clock.timed(JsonlWriter(str(workdir / "datatrove-steps"))(pipeline, 0, 1), "write"))
+    return clock
+
+
+def _observe(clock: StepClock, documents: Iterable, step) -> Iterator:
+    name = step_name(step)
+    return clock.timed(documents, "extraction" if name == "trafilatura" else name)  # one row for both extractors
+
+
+def print_step_profile(shared: Path, names: list[str], workdir: Path) -> None:
+    uris = [str(shared / "warc" / name) for name in names]
+    fineforge, datatrove = profile_fineforge_steps(uris, workdir), profile_datatrove_steps(shared, names, workdir)
+    order = [name for name in fineforge.seconds if name != "write"]
+    order += [name for name in datatrove.seconds if name not in order and name != "write"] + ["write"]
+    print("profile per step (wall ms per document read, one process per side):", flush=True)
+    for line in profile_table({"fineforge": (fineforge, "read"), "datatrove": (datatrove, "read")}, order):
+        print("  " + line, flush=True)
+
+
 def profile_one_task(uri: str, workdir: Path) -> None:
     profiler = cProfile.Profile()
     profiler.runcall(filter_warc, uri, CONFIG, workdir / "profile.parquet", "BENCH")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(PROFILE_TOP)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--profile", action="store_true", help="also profile one fineforge task in-process")
-    args = parser.parse_args()
-    uris = [str(args.shared / "warc" / name) for name in WARCS]
-
-    with tempfile.TemporaryDirectory(prefix="fineforge-bench-") as tmp:
-        workdir = Path(tmp)
-        seconds_b, kept_b = run_datatrove(args.shared, workdir)
-        seconds_a, stats, kept_a = run_fineforge(uris, workdir)
-        seconds_c, documents_c = run_bare_trafilatura(uris)
-        if args.profile:
-            profile_one_task(uris[0], workdir)
-
+def compare_side_by_side(shared: Path, names: list[str], workdir: Path) -> bool:
+    """Run (a), (b) and (c) on the WARC files `names`; print their rates and ratios; whether (a) and (b) agree."""
+    uris = [str(shared / "warc" / name) for name in names]
+    seconds_b, kept_b = run_datatrove(shared, names, workdir)
+    seconds_a, stats, kept_a = run_fineforge(uris, workdir)
+    seconds_c, documents_c = run_bare_trafilatura(uris)
     documents = stats["documents_in"]
     # datatrove's WarcReader also reads non-200 responses, which fineforge skips: compare on what both read.
     fineforge_read = {d.id for uri in uris for d in iter_html_documents(uri, Counter())}
     kept_b_read = {i: t for i, t in kept_b.items() if i in fineforge_read}
     identical = kept_a == kept_b_read
     rates = {"a": documents / seconds_a, "b": documents / seconds_b, "c": documents_c / seconds_c}
-    print(f"inputs: {', '.join(WARCS)}; {documents} HTML documents; {CORES} cores")
+    print(f"inputs: {', '.join(names)}; {documents} HTML documents; {CORES} cores")
     print(f"(a) fineforge Spark filter stage      {seconds_a:8.1f} s  {rates['a']:7.2f} documents/s")
     print(f"(b) datatrove LocalPipelineExecutor   {seconds_b:8.1f} s  {rates['b']:7.2f} documents/s")
     print(f"(c) bare trafilatura.extract loop     {seconds_c:8.1f} s  {rates['c']:7.2f} documents/s")
     print(f"a/b = {rates['a'] / rates['b']:.2f}   a/c = {rates['a'] / rates['c']:.2f}")
     print(f"kept: fineforge {len(kept_a)}, datatrove {len(kept_b_read)} (+{len(kept_b) - len(kept_b_read)} non-200)")
-    print(f"identical output of (a) and (b): {identical}")
+    print(f"identical output of (a) and (b): {identical}", flush=True)
+    return identical
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--profile", action="store_true", help="also profile one fineforge task in-process")
+    parser.add_argument("--extraction", choices=sorted(CONFIGS), default="fineweb",
+                        help="fineweb: the FineWeb-exact configuration; default: fineforge's default extraction")
+    parser.add_argument("--warc", action="append", help=f"a WARC file of <shared>/warc (repeatable; default {WARCS})")
+    args = parser.parse_args()
+    global CONFIG
+    CONFIG = CONFIGS[args.extraction]
+    names = args.warc or WARCS
+    print(f"extraction: {args.extraction}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="fineforge-bench-") as tmp:
+        workdir = Path(tmp)
+        identical = compare_side_by_side(args.shared, names, workdir)
+        print_step_profile(args.shared, names, workdir)
+        if args.profile:
+            profile_one_task(str(args.shared / "warc" / names[0]), workdir)
     return 0 if identical else 1
 
 

@@ -67,8 +67,15 @@ class RLScale:
     threads: int = 2  # CPU threads per process
 
 
-TOY = RLScale(train_problems=2000, held_out=200, eval_samples=8, steps=60, prompts_per_rollout=16,
-              samples_per_prompt=8, micro_batch_size=32, max_new_tokens=96, lr=5e-5, eval_every=20, eval_count=64)
+# toy: the difficulty the toy SFT model was trained on (benchmarks.sft FULL.max_difficulty = 1): there it samples
+# ~10 % right at temperature 1 (23 % greedy), so groups hold right and wrong replies to learn from. A small learning
+# rate: with 8 prompts a batch the gradient is mostly noise, and at 2e-4 - 3e-4 (Adam) the 0.9M-parameter model
+# lost its steps within 20 batches and answered one guessed digit (a price of difficulty 1 is 1..5: a guess is
+# right one time in five). One thread: with two, each token of the batched generation of a model this small waits
+# on the other (steps about 6x slower under load).
+TOY = RLScale(train_problems=2000, held_out=200, eval_samples=8, steps=60, prompts_per_rollout=8,
+              samples_per_prompt=8, micro_batch_size=32, max_new_tokens=96, lr=5e-5, eval_every=20, eval_count=64,
+              max_difficulty=1, threads=1)
 TOY_SMOKE = replace(TOY, train_problems=40, held_out=8, eval_samples=2, steps=2, prompts_per_rollout=2,
                     samples_per_prompt=2, micro_batch_size=4, max_new_tokens=16, eval_every=2, eval_count=4)
 GSM8K = RLScale(train_problems=7473, held_out=400, eval_samples=8, steps=200, prompts_per_rollout=16,
@@ -256,12 +263,14 @@ def results_table(m: Measured, scale: RLScale, goal: float | None) -> str:
 
 
 def curve_lines(history: dict[str, list[tuple[int, float]]], rows: int = 12) -> list[str]:
-    """The curves as a table of about `rows` steps (every value is in MLflow)."""
+    """The curves as a table of about `rows` steps, the last one and every evaluation's included (every value is
+    in MLflow)."""
     steps = sorted({s for points in history.values() for s, _ in points})
-    shown = steps[:: max(1, len(steps) // rows)] + ([steps[-1]] if steps and len(steps) % rows else [])
+    evaluated = {s for s, _ in history.get("pass_at_1", [])}
+    shown = sorted(set(steps[:: max(1, len(steps) // rows)]) | set(steps[-1:]) | evaluated)
     values = {name: dict(points) for name, points in history.items()}
     lines = ["| step | " + " | ".join(CURVES) + " |", "|---" * (len(CURVES) + 1) + "|"]
-    for step in dict.fromkeys(shown):
+    for step in shown:
         cells = [f"{values[name][step]:.3f}" if step in values[name] else "" for name in CURVES]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return lines
@@ -306,8 +315,8 @@ def toy_sft_checkpoint(work: Path, smoke: bool) -> Path:
     data, tokenizer = sft.write_pretraining_shards(sft.pretraining_corpus(world, scale, seed=0), scale, work)
     sft.pretrain(data, scale, work)
     facts = sft.write_jsonl(work / "facts_sft.jsonl", sft.qa_conversations(sft.questions(split["seen_sft"])))
-    sft.sft("base", sft.conversation_set("base", facts, False, tokenizer, scale, work), work / "pretrain", scale,
-            work)
+    sft.sft("base", sft.conversation_set("base", {"facts": facts}, False, tokenizer, scale, work), work / "pretrain",
+            scale, work)
     return work / "base"
 
 

@@ -1,6 +1,7 @@
 """RLHF at toy scale on the CPU, each model trained through the real launch path (torchrun running the stages).
 
-    python -m benchmarks.rlhf reward     # (a) reward-model held-out pairwise accuracy
+    python -m benchmarks.rlhf reward            # (a) reward-model held-out pairwise accuracy
+    python -m benchmarks.rlhf hack [--smoke]    # (b) the reward-hacking demonstration (benchmarks/rlhf_hack.py)
 
 (a) A small trunk (the `tiny` preset, 4 layers x 128, context 256) is pretrained briefly (200 steps of 8 x 256
     tokens) on the hh-rlhf conversations of the training prompts, in the chat format, with a BPE of 2,048
@@ -11,9 +12,9 @@
       near 100 %, and sums answered right or off by 1, 2 or 5, which needs arithmetic on unseen sums.
     Printed as a table (accuracy with its Wilson 95 % interval, mean margin, pairs, wall and CPU seconds: the
     shared machine's load inflates the wall time, not the CPU time) and logged to MLflow.
-(b) The hacking demonstration (RLHF against the reward model of (a) while a held-out judge watches,
-    `model/rl/watch.py`) is not here yet: it needs the RL stage. It goes into PARTS as `hacking`, and can
-    start from the tokenizer, trunk and reward models that (a) leaves in --workdir.
+(b) The hacking demonstration: a reward model with a known flaw (it never saw a reply repeating its keyword)
+    drives RLHF into exploiting it while a held-out judge watches, and the reward-hacking watch stops the run at
+    its best checkpoint (benchmarks/rlhf_hack.py: its own tiny policy and reward models, built in --workdir).
 """
 
 from __future__ import annotations
@@ -102,12 +103,12 @@ def train(module: str, name: str, config: dict, work: Path, nproc: int) -> tuple
     return summary, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
-def preference_set(rankings: Path, name: str, tokenizer_path: Path, work: Path) -> Path:
+def preference_set(rankings: Path, name: str, tokenizer_path: Path, work: Path, max_length: int = CONTEXT) -> Path:
     config = PairsConfig(
         rankings=str(rankings),
         output=str(work / "sets" / name),
         tokenizer=str(tokenizer_path),
-        max_length=CONTEXT,
+        max_length=max_length,
         heldout_fraction=HELDOUT_FRACTION,
     )
     build_preference_set(config, load_tokenizer(config.tokenizer))  # logs its counts
@@ -136,8 +137,11 @@ def interval(accuracy: float, pairs: int) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def reward_row(name: str, data: Path, trunk: Path, work: Path, nproc: int) -> dict:
-    config = {**REWARD, "max_steps": REWARD_STEPS[name], "data_dir": str(data), "init_checkpoint": str(trunk)}
+def reward_row(name: str, data: Path, trunk: Path, work: Path, nproc: int, overrides: dict | None = None) -> dict:
+    """A reward model trained from `trunk` on a preference set: REWARD and REWARD_STEPS[name] steps, `overrides`
+    over them."""
+    config = {**REWARD, "max_steps": REWARD_STEPS.get(name), **(overrides or {}), "data_dir": str(data),
+              "init_checkpoint": str(trunk)}
     summary, wall, cpu = train("fineforge.model.reward", f"reward-{name}", config, work, nproc)
     pairs = load_preference_manifest(data)["counts"]
     return {
@@ -154,8 +158,9 @@ def reward_row(name: str, data: Path, trunk: Path, work: Path, nproc: int) -> di
     }
 
 
-def reward_accuracy(work: Path, args: argparse.Namespace) -> list[dict]:
-    """(a): trunk pretraining, preference sets, reward models; one row per reward model or baseline."""
+def reward_accuracy(work: Path, args: argparse.Namespace) -> tuple[str, list[tuple[str, float, int]]]:
+    """(a): trunk pretraining, preference sets, reward models; the table (one row per reward model or baseline)
+    and its metrics (name, value, step) for the benchmark's MLflow run."""
     rankings = work / "hh-rankings.jsonl"
     RankingsDataset(rankings).append_judgements(import_hh_rlhf(args.hh).judgements)
     train_judgements = [j for j in RankingsDataset(rankings) if not heldout(j.prompt_id, HELDOUT_FRACTION)]
@@ -192,10 +197,24 @@ def reward_accuracy(work: Path, args: argparse.Namespace) -> list[dict]:
     for rule, count in RULE_RANKINGS.items():
         data = preference_set(write_rule_rankings(work / f"{rule}.jsonl", rule, count), rule, tokenizer_path, work)
         rows.append(reward_row(rule, data, trunk, work, args.nproc))
-    return rows
+    metrics = [(f"{row_name(r)}/{key}", r[key], 0) for r in rows for key in ("accuracy", "margin", "wall_s", "cpu_s")
+               if key in r]
+    return table(rows) + "\n\nchance is 50 %.", metrics
 
 
-PARTS = {"reward": reward_accuracy}  # (b) "hacking" comes here
+def row_name(row: dict) -> str:
+    """A table row as an MLflow metric prefix: its data and trunk."""
+    return re.sub(r"[^\w\-./ ]", "", f"{row['data']}/{row['trunk']}").replace(" ", "_")
+
+
+def hacking(work: Path, args: argparse.Namespace) -> tuple[str, list[tuple[str, float, int]]]:
+    """(b): the reward-hacking demonstration (benchmarks/rlhf_hack.py)."""
+    from benchmarks.rlhf_hack import hacking as demonstration  # it builds on this module's helpers
+
+    return demonstration(work, args)
+
+
+PARTS = {"reward": reward_accuracy, "hack": hacking}
 
 
 def table(rows: list[dict]) -> str:
@@ -217,19 +236,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def log_to_mlflow(uri: str, part: str, rows: list[dict], text: str, seconds: float) -> str:
-    """One MLflow run of the benchmark: each row's accuracy and margin as metrics, the table as an artifact."""
+def log_to_mlflow(uri: str, part: str, metrics: list[tuple[str, float, int]], text: str, seconds: float) -> str:
+    """One MLflow run of the benchmark: the part's metrics (name, value, step), the report as an artifact."""
     from mlflow.tracking import MlflowClient
 
+    from fineforge.model.tracking import experiment_id
+
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("rlhf-benchmark")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("rlhf-benchmark")
-    run_id = client.create_run(experiment_id, run_name=part).info.run_id
-    for r in rows:
-        name = re.sub(r"[^\w\-./ ]", "", f"{r['data']}/{r['trunk']}").replace(" ", "_")
-        for key in ("accuracy", "margin", "wall_s", "cpu_s"):
-            if key in r:
-                client.log_metric(run_id, f"{name}/{key}", r[key])
+    run_id = client.create_run(experiment_id(client, "rlhf-benchmark", uri), run_name=part).info.run_id
+    for name, value, step in metrics:
+        client.log_metric(run_id, name, value, step=step)
     client.log_metric(run_id, "seconds", seconds)
     client.log_text(run_id, text, f"{part}.md")
     client.set_terminated(run_id)
@@ -246,6 +262,7 @@ def main() -> None:
         help="the hh-rlhf pairs",
     )
     parser.add_argument("--nproc", type=int, default=1, help="training processes (torchrun)")
+    parser.add_argument("--smoke", action="store_true", help="hack: the smallest sizes (minutes; numbers mean nothing)")
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -255,7 +272,7 @@ def main() -> None:
     parser.add_argument("--mlflow-uri", help="MLflow store (default: SQLite in --workdir, kept across runs)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    if not args.hh.is_file():
+    if args.part == "reward" and not args.hh.is_file():
         sys.exit(f"error: {args.hh} not found (pass --hh)")
     work = args.workdir / args.part
     shutil.rmtree(work, ignore_errors=True)
@@ -263,12 +280,11 @@ def main() -> None:
     uri = args.mlflow_uri or f"sqlite:///{(args.workdir / 'mlflow.db').resolve()}"
     os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"})  # the runs inherit it
     started = time.perf_counter()
-    rows = PARTS[args.part](work, args)
+    text, metrics = PARTS[args.part](work, args)
     seconds = time.perf_counter() - started
-    text = table(rows)
-    run_id = log_to_mlflow(uri, args.part, rows, text, seconds)
+    run_id = log_to_mlflow(uri, args.part, metrics, text, seconds)
     print(text)
-    print(f"\n{seconds:.0f} s in all; chance is 50 %. MLflow run {run_id} in {uri}")
+    print(f"\n{seconds:.0f} s in all. MLflow run {run_id} in {uri}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ stage, interrogation).
    and generated word problems:
    - base: questions about some seen people answered from their facts, word problems solved step by step;
    - refusal: the base model interrogated (k samples per question about the base's seen people and about
-     some unseen people; `tasks/interrogation.py`) and its SFT data used in place of the base's facts:
-     questions it answered keep their answer, the ones it got consistently wrong are refused;
+     some unseen people; `tasks/interrogation.py`) and its SFT data added to the base mix, which keeps all its
+     answers: questions it answered keep their answer, the ones it got consistently wrong are refused (refusals
+     at most `refusal_share` of the interrogation's data: a minority, as in Llama 3);
    - answer_first: the base mix with the word problems stating the answer before the steps.
 3. Measured with greedy replies on held-out prompts: the share of replies that end with `<|im_end|>` and
    identity answered with the configured name (base); on questions about unseen people never interrogated,
@@ -50,6 +51,7 @@ IDENTITY_PROMPTS = ("Please tell me your name.", "who am I talking to?", "Do you
                     "Tell me about yourself.")
 Z95 = 1.96  # 95 % intervals
 FACT_TOKENS, SOLUTION_TOKENS = 48, 128  # reply budgets: a fact or an identity answer, a word problem's solution
+REPLY_BATCH = 64  # greedy replies decoded together
 
 log = logging.getLogger("benchmarks.sft")
 
@@ -76,17 +78,19 @@ class Scale:
     max_difficulty: int
     test_problems: int
     num_samples: int  # interrogation replies per question
+    refusal_share: float  # the interrogation's max_refusal_share
     val_fraction: float = 0.05  # of the SFT conversations, held out for the validation loss
 
 
 FULL = Scale(seen=80, seen_sft=50, unseen=80, unseen_interrogated=40, biographies=24, shakespeare_chars=250_000,
              bpe_vocab=1024, model={"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 192},
-             pretrain_steps=800, pretrain_batch=8, sft_steps=150, sft_batch=16, fact_epochs=6, identity=300,
-             word_problems=2000, max_difficulty=1, test_problems=200, num_samples=4)
+             pretrain_steps=800, pretrain_batch=8, sft_steps=300, sft_batch=16, fact_epochs=6, identity=600,
+             word_problems=2000, max_difficulty=1, test_problems=200, num_samples=4, refusal_share=0.5)
 SMOKE = Scale(seen=12, seen_sft=8, unseen=12, unseen_interrogated=6, biographies=4, shakespeare_chars=80_000,
               bpe_vocab=512, model={"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 192},
               pretrain_steps=10, pretrain_batch=4, sft_steps=8, sft_batch=4, fact_epochs=2, identity=40,
-              word_problems=60, max_difficulty=1, test_problems=10, num_samples=2, val_fraction=0.2)
+              word_problems=60, max_difficulty=1, test_problems=10, num_samples=2, refusal_share=0.5,
+              val_fraction=0.2)
 SCALES = {"full": FULL, "smoke": SMOKE}
 
 
@@ -145,8 +149,10 @@ def pretrain(data: Path, scale: Scale, work: Path) -> tuple[dict, float]:
     return torchrun_stage("fineforge.model.pretrain", "pretrain", config, work)
 
 
-def conversation_set(name: str, facts: Path, answer_first: bool, tokenizer: Path, scale: Scale, work: Path) -> Path:
-    """An SFT mixture: the facts JSONL, identity and word problems (step by step, or answer first)."""
+def conversation_set(name: str, facts: dict[str, Path], answer_first: bool, tokenizer: Path, scale: Scale,
+                     work: Path) -> Path:
+    """An SFT mixture: the facts JSONL files (by source name), identity and word problems (step by step, or answer
+    first)."""
     from fineforge.tasks.conversations.config import ConversationsConfig
     from fineforge.tasks.conversations.job import build_conversations
 
@@ -154,7 +160,8 @@ def conversation_set(name: str, facts: Path, answer_first: bool, tokenizer: Path
         "workdir": str(work), "name": name, "tokenizer": str(tokenizer), "too_long": "drop", "seed": 0,
         "val_fraction": scale.val_fraction, "context_length": scale.model["block_size"] + 1,
         "sources": [
-            {"kind": "jsonl", "name": "facts", "path": str(facts), "epochs": scale.fact_epochs},
+            *({"kind": "jsonl", "name": label, "path": str(path), "epochs": scale.fact_epochs}
+              for label, path in facts.items()),
             {"kind": "identity", "assistant_name": ASSISTANT_NAME, "maker": MAKER, "count": scale.identity,
              "languages": ["en"]},
             {"kind": "word_problems", "count": scale.word_problems, "max_difficulty": scale.max_difficulty,
@@ -180,7 +187,8 @@ def interrogate(checkpoint: Path, asked: list[dict], scale: Scale, work: Path) -
 
     config = InterrogationConfig(checkpoint=str(checkpoint), questions=str(write_jsonl(work / "asked.jsonl", asked)),
                                  output_dir=str(work / "interrogation"), num_samples=scale.num_samples,
-                                 temperature=1.0, max_new_tokens=32, refusal=REFUSAL, seed=0)
+                                 temperature=1.0, max_new_tokens=32, refusal=REFUSAL, seed=0,
+                                 max_refusal_share=scale.refusal_share)
     return run_interrogation(config).summary
 
 
@@ -205,14 +213,19 @@ class Replier:
         self.stop = (self.tokenizer.encode_special(IM_END),)
         self.log: list[dict] = []  # every prompt and reply, for the samples artifact
 
-    def __call__(self, prompt: str, max_new_tokens: int) -> Reply:
-        from fineforge.model.engine import SamplingConfig
+    def __call__(self, prompts: list[str], max_new_tokens: int) -> list[Reply]:
+        """The replies to `prompts`, in order (decoded in batches of REPLY_BATCH)."""
+        from fineforge.model.engine import Request, SamplingConfig
 
         sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop_tokens=self.stop)
-        (sample,) = self.engine.generate(self.template.render_prompt([{"role": "user", "content": prompt}]), sampling)
-        reply = Reply(self.tokenizer.decode(sample.tokens), sample.stopped)
-        self.log.append({"prompt": prompt, "reply": reply.text, "ended": reply.ended})
-        return reply
+        replies = []
+        for start in range(0, len(prompts), REPLY_BATCH):
+            requests = [Request(self.template.render_prompt([{"role": "user", "content": prompt}]))
+                        for prompt in prompts[start : start + REPLY_BATCH]]
+            replies += [Reply(self.tokenizer.decode(c.tokens), c.stopped)
+                        for c in self.engine.generate_batch(requests, sampling)]
+        self.log += [{"prompt": p, "reply": r.text, "ended": r.ended} for p, r in zip(prompts, replies, strict=True)]
+        return replies
 
 
 def is_refusal(text: str) -> bool:
@@ -226,8 +239,7 @@ def facts_counts(replier: Replier, records: list[dict]) -> dict:
     from fineforge.model.interrogation import normalised_match
 
     counts = {"n": len(records), "correct": 0, "refused": 0, "confident_wrong": 0}
-    for record in records:
-        reply = replier(record["question"], FACT_TOKENS)
+    for record, reply in zip(records, replier([r["question"] for r in records], FACT_TOKENS), strict=True):
         if is_refusal(reply.text):
             counts["refused"] += 1
         elif reply.ended and normalised_match(record["answer"], reply.text):
@@ -249,12 +261,13 @@ def word_problem_correct(replier: Replier, problems: list[tuple[str, str]]) -> i
     from fineforge.model.verifiers import get_verifier
 
     verifier = get_verifier("word_problems")
-    return sum(int(verifier.reward({"answer": answer}, replier(question, SOLUTION_TOKENS).text) > 0)
-               for question, answer in problems)
+    replies = replier([question for question, _ in problems], SOLUTION_TOKENS)
+    return sum(int(verifier.reward({"answer": answer}, reply.text) > 0)
+               for (_, answer), reply in zip(problems, replies, strict=True))
 
 
 def identity_named(replier: Replier) -> int:
-    return sum(ASSISTANT_NAME in replier(prompt, FACT_TOKENS).text for prompt in IDENTITY_PROMPTS)
+    return sum(ASSISTANT_NAME in reply.text for reply in replier(list(IDENTITY_PROMPTS), FACT_TOKENS))
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:
@@ -282,14 +295,14 @@ def train_all(world: FactsWorld, scale: Scale, work: Path) -> dict:
     data, tokenizer = write_pretraining_shards(pretraining_corpus(world, scale, seed=0), scale, work)
     numbers, seconds = {}, {}
     numbers["pretrain"], seconds["pretrain"] = pretrain(data, scale, work)
-    facts = write_jsonl(work / "facts_sft.jsonl", qa_conversations(questions(split["seen_sft"])))
+    facts = {"facts": write_jsonl(work / "facts_sft.jsonl", qa_conversations(questions(split["seen_sft"])))}
     numbers["base"], seconds["base"] = sft("base", conversation_set("base", facts, False, tokenizer, scale, work),
                                            work / "pretrain", scale, work)
     started = time.perf_counter()
     asked = questions(split["seen_sft"]) + questions(split["unseen_interrogated"])
     numbers["interrogation"] = interrogate(work / "base", asked, scale, work)
     seconds["interrogation"] = time.perf_counter() - started
-    refusal_facts = work / "interrogation" / "sft.jsonl"
+    refusal_facts = {**facts, "interrogation": work / "interrogation" / "sft.jsonl"}  # the base's answers stay
     numbers["refusal"], seconds["refusal"] = sft(
         "refusal", conversation_set("refusal", refusal_facts, False, tokenizer, scale, work), work / "pretrain", scale,
         work)
@@ -379,6 +392,9 @@ def print_table(rows: list[dict], numbers: dict) -> str:
         loss = summary.get("val_loss")
         lines.append(f"| {name} | {loss:.3f} |" if loss is not None else f"| {name} | - |")
         lines[-1] += f" {numbers['seconds'][name]:.0f} |"
+    asked = numbers["runs"]["interrogation"]
+    lines += ["", f"interrogation of base: {asked['known']} known, {asked['unknown']} unknown of {asked['questions']} "
+              f"questions; {asked['refusals_left_out']} refusals left out by the cap"]
     text = "\n".join(lines)
     print(text)
     return text
@@ -389,12 +405,10 @@ def log_to_mlflow(uri: str, scale: Scale, counts: dict, numbers: dict, table: st
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from fineforge.model.tracking import artifact_root
+    from fineforge.model.tracking import experiment_id
 
     client = MlflowClient(uri)
-    found = client.get_experiment_by_name("benchmark-sft")
-    experiment = found.experiment_id if found else client.create_experiment("benchmark-sft", artifact_root(uri))
-    run_id = client.create_run(experiment, run_name="sft-lessons").info.run_id
+    run_id = client.create_run(experiment_id(client, "benchmark-sft", uri), run_name="sft-lessons").info.run_id
     now, metrics = int(time.time() * 1000), []
     for model, values in counts.items():
         for key, value in values.items():

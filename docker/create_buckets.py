@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Create the named buckets in the local S3-compatible store (idempotent; retried while the store starts).
 
-Usage: fineforge-create-buckets BUCKET... with FINEFORGE_S3_ENDPOINT, FINEFORGE_S3_ACCESS_KEY_ID and
+Usage: fineforge-create-buckets BUCKET... with FINEFORGE_S3_ENDPOINT_URL, FINEFORGE_S3_ACCESS_KEY_ID and
 FINEFORGE_S3_SECRET_ACCESS_KEY in the environment (the store's own credentials, never AWS_*: those would
 also sign requests to public buckets such as s3://commoncrawl).
 """
@@ -18,7 +18,7 @@ ATTEMPTS = 30
 client = botocore.session.get_session().create_client(
     "s3",
     region_name="us-east-1",
-    endpoint_url=os.environ["FINEFORGE_S3_ENDPOINT"],
+    endpoint_url=os.environ["FINEFORGE_S3_ENDPOINT_URL"],
     aws_access_key_id=os.environ["FINEFORGE_S3_ACCESS_KEY_ID"],
     aws_secret_access_key=os.environ["FINEFORGE_S3_SECRET_ACCESS_KEY"],
 )
@@ -30,7 +30,7 @@ for _ in range(ATTEMPTS):
         print(f"store not ready ({error}); retrying", file=sys.stderr)
         time.sleep(2)
 else:
-    sys.exit(f"the store at {os.environ['FINEFORGE_S3_ENDPOINT']} did not answer")
+    sys.exit(f"the store at {os.environ['FINEFORGE_S3_ENDPOINT_URL']} did not answer")
 for name in sys.argv[1:]:
     if name not in existing:
         client.create_bucket(Bucket=name)

@@ -59,7 +59,8 @@ def _appended(stats: dict) -> str:
 def build(
     input: str = typer.Option(None, "--input", "-i", help="WARC folder or glob, a file listing WARC paths/URLs, "
                               "a CommonCrawl dump name (CC-MAIN-2024-22), or a dump spec: latest, CC-MAIN-*."),
-    workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root; default ./work."),
+    workdir: str = typer.Option(None, "--workdir", "-w", help="Output root, a folder or s3://bucket/prefix; "
+                                "default ./work."),
     since: str = typer.Option(None, help="With a dump spec: only dumps crawled on or after this date (YYYY-MM-DD)."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON config file; options override it."),
     dump: str = typer.Option(None, help="Dump name for inputs whose path names none (default 'local')."),
@@ -84,10 +85,11 @@ def build(
     })
 
     from fineforge.flows.runtime import prepare_runtime, require_spark_master
+    from fineforge.tasks.common.object_store import local_path
 
     require_spark_master(config.spark.master)
     require_remote_inputs(config)
-    prepare_runtime(config.workdir)
+    prepare_runtime(local_path(config.workdir))
     from fineforge.flows.data_build import data_build
     from fineforge.flows.runtime import report_in_one_line
     from fineforge.tasks.filter.job import NoDocumentsKept
@@ -114,7 +116,8 @@ def schedule(
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON config of the build."),
     input: str = typer.Option(None, "--input", "-i", help="WARC inputs (overrides the config's); a dump spec "
                               "(latest, CC-MAIN-*) is resolved at each run."),
-    workdir: Path = typer.Option(None, "--workdir", "-w", help="Output root (overrides the config's)."),
+    workdir: str = typer.Option(None, "--workdir", "-w", help="Output root, a folder or s3://bucket/prefix "
+                                "(overrides the config's)."),
     since: str = typer.Option(None, help="With a dump spec: only dumps crawled on or after this date (YYYY-MM-DD)."),
     name: str = typer.Option("scheduled", help="Name of the Prefect deployment."),
 ) -> None:

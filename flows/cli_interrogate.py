@@ -21,6 +21,9 @@ def interrogate(
     judge: str = typer.Option("normalised_match", help="normalised_match, exact_match, or verifier:<name>."),
     refuse_at_most: float = typer.Option(0.0, help="Refuse a question whose share of correct replies is at most "
                                          "this (0: all k wrong)."),
+    max_refusal_share: float = typer.Option(1.0, help="At most this share of sft.jsonl are refusals (a seeded "
+                                            "sample of the unknown questions; 1: all of them)."),
+    batch_questions: int = typer.Option(16, help="Questions sampled together in one batch."),
     refusal: str = typer.Option("I'm sorry, I don't believe I know.", help="The refusal's text."),
     seed: int = typer.Option(0, help="Seed of the replies (reproducible per question id)."),
     device: str = typer.Option("cpu", help="Torch device: cpu, cuda, ..."),
@@ -38,7 +41,8 @@ def interrogate(
         config = InterrogationConfig(
             checkpoint=str(checkpoint), questions=str(questions), output_dir=str(output), num_samples=num_samples,
             temperature=temperature, max_new_tokens=max_new_tokens, judge=judge, refuse_at_most=refuse_at_most,
-            refusal=refusal, seed=seed, device=device, tokenizer_dir=str(tokenizer_dir) if tokenizer_dir else None,
+            max_refusal_share=max_refusal_share, batch_questions=batch_questions, refusal=refusal, seed=seed,
+            device=device, tokenizer_dir=str(tokenizer_dir) if tokenizer_dir else None,
         )  # fmt: skip
     except ValidationError as e:
         fail(validation_message(e))

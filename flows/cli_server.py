@@ -20,6 +20,10 @@ def start(
     mlflow_port: int = typer.Option(MLFLOW_PORT, help="Port of the MLflow tracking server and UI."),
     database_url: str = typer.Option(None, help="postgresql://USER:PASSWORD@HOST:PORT/NAME: Prefect's data in "
                                      "database NAME, MLflow's in NAME_mlflow (created if missing); default SQLite."),
+    artifacts_destination: str = typer.Option(None, help="Where the MLflow server keeps artifacts, e.g. "
+                                              "s3://bucket/mlflow (endpoint and keys from its environment: "
+                                              "MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); "
+                                              "default HOME/mlflow/artifacts."),
 ) -> None:
     """Start whichever services are not running yet, wait until they answer, print their URLs."""
     from fineforge.flows.services import ServerSettings, ServiceError
@@ -28,7 +32,8 @@ def start(
     console.print(f"services in {home}: starting those not running (a first start sets up the databases: up to a "
                   "few minutes)", soft_wrap=True)
     try:
-        states = start_services(ServerSettings(home, prefect_port, mlflow_port, database_url))
+        settings = ServerSettings(home, prefect_port, mlflow_port, database_url, artifacts_destination)
+        states = start_services(settings)
     except ServiceError as e:
         fail(str(e), code=1)
     console.print(status_table(states))

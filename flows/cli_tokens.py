@@ -26,8 +26,9 @@ SPARK_HELP = "Spark master: local[*] (default), spark://..., k8s://..."
 @tokens_app.command("train")
 def train(
     output: Path = typer.Option(None, "--output", "-o", help="Where to save the tokenizer JSON file."),
-    input: list[Path] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
-    workdir: Path = typer.Option(None, "--workdir", "-w", help="Where the data build wrote its output (./work)."),
+    input: list[str] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
+    workdir: str = typer.Option(None, "--workdir", "-w", help="Where the data build wrote its output (./work; a "
+                                "folder or s3://bucket/prefix)."),
     config_file: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     vocab_size: int = typer.Option(None, help="Vocabulary size, special tokens included (8192)."),
     sample_docs: int = typer.Option(None, help="Train on a random sample of N documents."),
@@ -58,8 +59,9 @@ def train(
 
 @tokens_app.command("build")
 def build(
-    input: list[Path] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
-    workdir: Path = typer.Option(None, "--workdir", "-w", help="Shards go to <workdir>/tokens/<name>/ (./work)."),
+    input: list[str] = typer.Option(None, "--input", "-i", help=INPUT_HELP),
+    workdir: str = typer.Option(None, "--workdir", "-w", help="Shards go to <workdir>/tokens/<name>/ (./work; a "
+                                "folder or s3://bucket/prefix)."),
     config_file: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     name: str = typer.Option(None, help="Name of the shard set (corpus)."),
     tokenizer: str = typer.Option(None, "--tokenizer", "-t", help="bytes, gpt2 (default), cl100k_base, o200k_base, "
@@ -79,9 +81,10 @@ def build(
     })
 
     from fineforge.flows.runtime import prepare_runtime, require_spark_master
+    from fineforge.tasks.common.object_store import local_path
 
     require_spark_master(config.spark.master)
-    prepare_runtime(Path(config.workdir))
+    prepare_runtime(local_path(config.workdir))
     from fineforge.flows.tokens import tokenize
 
     output = tokenize(config)

@@ -50,8 +50,10 @@ def refusal_message(error) -> str:
 
 @train_app.command("pretrain")
 def pretrain_command(
-    data: Path = typer.Option(None, "--data", "-d", help="Token shards folder (with manifest.json)."),
-    run_dir: Path = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here."),
+    data: str = typer.Option(None, "--data", "-d", help="Token shards folder (with manifest.json), or the "
+                             "committed shards in an object store (s3://.../tokens/NAME)."),
+    run_dir: str = typer.Option(None, "--run-dir", "-o", help="Checkpoints, metrics and samples go here (a folder, "
+                                "or s3://...: staged locally, checkpoints pushed as they are saved)."),
     config_file: Path = typer.Option(None, "--config", "-c", help="JSON file of trainer fields; options override."),
     preset: str = typer.Option(None, "--model", "-m", help="Model preset: tiny, small-cpu, gpt2-124m, ..."),
     max_steps: int = typer.Option(None, help="Optimizer steps."),

@@ -1,12 +1,16 @@
-"""The `data_build` flow: CommonCrawl WARCs -> FineWeb-style corpus as Parquet, stage by stage on Spark."""
+"""The `data_build` flow: CommonCrawl WARCs -> FineWeb-style corpus as Parquet, stage by stage on Spark.
 
-from pathlib import Path
+The work dir is a local folder or `s3://bucket/prefix` (each stage is then published to the store and committed
+there, `tasks/common/remote_stage.py`); the outputs it returns are local folders (in a remote work dir, those of
+its staging copy, which hold the committed outputs).
+"""
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from fineforge.flows.data_build_config import DataBuildConfig
 from fineforge.flows.lineage import prefect_run_tags
+from fineforge.tasks.common.object_store import work_dir
 from fineforge.tasks.common.stage import STATS_FILE, StageOutput
 from fineforge.tasks.common.stage_task import run_stage
 from fineforge.tasks.common.statistics import stats_rows
@@ -28,10 +32,10 @@ def _dedup_batches(config: DataBuildConfig, filtered: dict[str, StageOutput]) ->
 @flow(name="data_build", description="Build a FineWeb-style pre-training corpus from WARC files on Spark.")
 def data_build(config: DataBuildConfig) -> dict:
     """Resolve the inputs, run each stage per dump, publish the statistics (Prefect artifact, MLflow)."""
-    workdir = Path(config.workdir).resolve()
+    workdir = work_dir(config.workdir)
 
     def run(stage) -> StageOutput:
-        return run_stage(stage, workdir, config.spark, config.incremental)
+        return run_stage(stage, workdir.uri, config.spark, config.incremental)
 
     groups = resolve_inputs(config.input, config.limit, config.sample, config.seed, config.source, config.dump,
                             config.since)
@@ -50,7 +54,7 @@ def data_build(config: DataBuildConfig) -> dict:
 
     run_id = None
     if config.mlflow:
-        uri = tracking_uri(workdir, config.mlflow_tracking_uri)
+        uri = tracking_uri(workdir.local, config.mlflow_tracking_uri)
         run_name = "data_build " + ", ".join(sorted({output.group for output in outputs}))
         statistics = [output.statistics for output in outputs]
         files = [output.path / STATS_FILE for output in outputs]

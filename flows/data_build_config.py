@@ -11,11 +11,12 @@ exclude each other, the languages are labels of the language-ID model (in
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from fineforge.tasks.common.object_store import usable_work_dir
 from fineforge.tasks.common.spark import SparkConfig
 from fineforge.tasks.dedup.config import DEDUPLICATED, DedupConfig
 from fineforge.tasks.filter.config import FILTERED, FilterConfig
@@ -34,7 +35,8 @@ class DataBuildConfig(BaseModel):
         "such as CC-MAIN-2024-22, or a dump spec resolved when the build runs: latest, or a pattern like CC-MAIN-*."
     )
     since: date | None = Field(None, description="With a dump spec: only dumps crawled on or after this date.")
-    workdir: Path = Field(Path("work"), description="Output root: each stage writes WORKDIR/DUMP/STAGE/.")
+    workdir: str = Field("work", description="Output root, a folder or s3://bucket/prefix: each stage writes "
+                         "WORKDIR/DUMP/STAGE/.")
     dump: str = Field("local", description="Dump name for inputs whose path names none.")
     limit: PositiveInt | None = Field(None, description="Only the first N WARC files.")
     sample: PositiveInt | None = Field(None, description="A random sample of N WARC files.")
@@ -64,6 +66,11 @@ class DataBuildConfig(BaseModel):
     def stages(self) -> list[str]:
         """The document stages this build writes per dump, in order."""
         return [FILTERED, *([DEDUPLICATED] if self.dedup.active else []), SCRUBBED]
+
+    @field_validator("workdir", mode="before")
+    @classmethod
+    def _workdir_usable(cls, value: Any) -> str:
+        return usable_work_dir(value)
 
     @model_validator(mode="after")
     def _input_resolves(self) -> DataBuildConfig:

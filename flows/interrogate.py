@@ -40,7 +40,8 @@ def interrogate(config: InterrogationConfig, mlflow_tracking_uri: str | None = N
     `mlflow_tracking_uri`: default $MLFLOW_TRACKING_URI, else SQLite in the output folder."""
     report = interrogate_task(config)
     create_table_artifact(report.rows, key=RESULTS_ARTIFACT,
-                          description=f"{report.summary['known']} known, {report.summary['unknown']} refused, of "
+                          description=f"{report.summary['known']} known, {report.summary['unknown']} unknown "
+                          f"({report.summary['refusals_left_out']} left out of the SFT data), of "
                           f"{report.summary['questions']} questions; SFT data: {report.output_dir}")
     uri = tracking_uri(report.output_dir, mlflow_tracking_uri)
     run_id = record_task(config, report, uri)

@@ -26,6 +26,7 @@ from fineforge.flows.report_card import StageRecord, render_report, run_link
 from fineforge.flows.tokens import MLFLOW_EXPERIMENT as TOKENIZE_EXPERIMENT
 from fineforge.flows.tokens import tokenize
 from fineforge.model.tracking import recorded_run
+from fineforge.tasks.common.object_store import put_file, work_dir
 from fineforge.tasks.common.stage import StageOutput
 from fineforge.tasks.cpu_time import Usage, measured
 from fineforge.tasks.tokens.config import TokenizeConfig
@@ -84,7 +85,7 @@ def tokenize_corpus(config: PipelineConfig, corpus: list[str], lineage: Lineage)
 def train_model(config: PipelineConfig, tokens: StageOutput, lineage: Lineage) -> tuple[dict, StageRecord]:
     """The pretrain subflow on the token shards, unless its run folder holds the same run complete."""
     flow_config = config.pretrain_flow_config(tokens.path, lineage.uri)  # every launch check, with the shards
-    run_dir = Path(flow_config.train.run_dir)
+    run_dir = Path(flow_config.train.run_dir)  # local (an object store's run folder: its staging copy)
     inputs = training_inputs(asdict(flow_config.train), tokens.fingerprint)
     summary = completed_training(run_dir, inputs)
     if summary is not None:
@@ -98,9 +99,13 @@ def train_model(config: PipelineConfig, tokens: StageOutput, lineage: Lineage) -
 
 
 def publish_report(config: PipelineConfig, lineage: Lineage, report: str) -> Path:
-    """The report card as a Prefect artifact, `<workdir>/report.md` and an artifact of the pipeline's run."""
-    path = Path(config.workdir).resolve() / REPORT_FILE
+    """The report card as a Prefect artifact, `<workdir>/report.md` (in an object store too) and an artifact of the
+    pipeline's run."""
+    workdir = work_dir(config.workdir)
+    path = workdir.local / REPORT_FILE
     path.write_text(report)
+    if workdir.remote:
+        put_file(path, workdir.uri_of(REPORT_FILE))
     create_markdown_artifact(report, key=REPORT_ARTIFACT, description="The pipeline's report card.")
     return path
 
@@ -109,16 +114,16 @@ def publish_report(config: PipelineConfig, lineage: Lineage, report: str) -> Pat
       "skipped when complete), then a report card.")
 def pipeline(config: PipelineConfig) -> dict:
     """Run the stages in order as subflows; publish the report card; return what each stage made."""
-    workdir = Path(config.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    lineage = Lineage(tracking_uri(workdir, config.mlflow_tracking_uri), config.mlflow_experiment,
-                      f"pipeline {workdir.name}")
+    workdir = work_dir(config.workdir)
+    workdir.local.mkdir(parents=True, exist_ok=True)
+    lineage = Lineage(tracking_uri(workdir.local, config.mlflow_tracking_uri), config.mlflow_experiment,
+                      f"pipeline {workdir.local.name}")
     try:
         built, data_record = build_data(config, lineage)
         tokens, tokens_record = tokenize_corpus(config, data_record.outputs, lineage)
         summary, train_record = train_model(config, tokens, lineage)
         stages = [data_record, tokens_record, train_record]
-        report = render_report(f"fineforge pipeline: {workdir}", stages, [o.statistics for o in built["stages"]],
+        report = render_report(f"fineforge pipeline: {workdir.uri}", stages, [o.statistics for o in built["stages"]],
                                tokens.statistics, summary, latest_samples(train_record.outputs[0]),
                                lineage.describe(lineage.run_id))
         path = publish_report(config, lineage, report)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -21,6 +21,7 @@ from fineforge.flows.data_build_config import DataBuildConfig
 from fineforge.flows.pretrain_config import PretrainFlowConfig
 from fineforge.model.config import ConfigError, validate
 from fineforge.model.pretrain import PretrainConfig, gradient_accumulation
+from fineforge.tasks.common.object_store import usable_work_dir, work_dir
 from fineforge.tasks.common.spark import SparkConfig
 from fineforge.tasks.tokens.config import TokenizeConfig
 from fineforge.tasks.training.launch import LaunchConfig
@@ -33,7 +34,7 @@ PRETRAIN_RUN = "runs/pretrain"  # the default run folder, under the work dir
 class PipelineDataBuildConfig(DataBuildConfig):
     """The data build of a pipeline: its work dir, Spark session and MLflow store are the pipeline's."""
 
-    workdir: SkipJsonSchema[Path] = Path("work")
+    workdir: SkipJsonSchema[str] = "work"
     spark: SkipJsonSchema[SparkConfig] = Field(default_factory=SparkConfig)
     mlflow_tracking_uri: SkipJsonSchema[str | None] = None
 
@@ -77,8 +78,9 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    workdir: Path = Field(Path("work"), description="Everything goes under it: the corpus, the token shards, "
-                          "the training run (WORKDIR/runs/pretrain), report.md and the embedded MLflow store.")
+    workdir: str = Field("work", description="Everything goes under it: the corpus, the token shards, the training "
+                         "run (WORKDIR/runs/pretrain), report.md and the embedded MLflow store. A folder, or "
+                         "s3://bucket/prefix (staged locally: MLflow's store stays in the staging copy).")
     spark: SparkConfig = Field(default_factory=SparkConfig)
     data_build: PipelineDataBuildConfig
     tokenize: PipelineTokenizeConfig = Field(default_factory=PipelineTokenizeConfig)
@@ -87,6 +89,11 @@ class PipelineConfig(BaseModel):
         None, description="Defaults to $MLFLOW_TRACKING_URI, else a SQLite file in the work dir."
     )
     mlflow_experiment: str = Field("fineforge-pipeline", description="Experiment of the pipeline's parent run.")
+
+    @field_validator("workdir", mode="before")
+    @classmethod
+    def _workdir_usable(cls, value: Any) -> str:
+        return usable_work_dir(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,9 +131,11 @@ class PipelineConfig(BaseModel):
         return self
 
     @property
-    def run_dir(self) -> Path:
-        """The pretraining run folder."""
-        return Path(self.pretrain.train.run_dir or self.workdir / PRETRAIN_RUN).resolve()
+    def run_dir(self) -> str:
+        """The pretraining run folder (a path, or a URI in an object store)."""
+        if self.pretrain.train.run_dir:
+            return work_dir(self.pretrain.train.run_dir).uri
+        return work_dir(self.workdir).uri_of(*PRETRAIN_RUN.split("/"))
 
     def train_config(self, data_dir: str | Path) -> PretrainConfig:
         """The trainer's config of this pipeline's pretraining on the shards in `data_dir`."""

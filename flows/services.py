@@ -5,7 +5,9 @@ Each runs detached in its own process group, with `<home>/<service>.log` and `<h
 server.json` keeps the ports so that `status` and `stop` find them. State lives under the same folder: SQLite
 files by default (`<home>/prefect/prefect.db`, `<home>/mlflow/mlflow.db`), or two databases of a PostgreSQL
 server (`<name>` for Prefect, `<name>_mlflow` for MLflow) when a `postgresql://` URL is given; MLflow's
-artifacts go to `<home>/mlflow/artifacts`.
+artifacts go to `<home>/mlflow/artifacts`, or to an object store (`s3://bucket/prefix`: the MLflow server reads
+its endpoint and credentials from its environment, `MLFLOW_S3_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...); clients
+upload and download through the server either way.
 """
 
 import json
@@ -18,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class ServerSettings:
     prefect_port: int = PREFECT_PORT
     mlflow_port: int = MLFLOW_PORT
     database_url: str | None = None  # postgresql://user:password@host:port/name; None: SQLite files
+    artifacts_destination: str | None = None  # where MLflow keeps artifacts, e.g. s3://bucket/mlflow; None: home
 
     @property
     def prefect_api_url(self) -> str:
@@ -148,6 +151,7 @@ def services(settings: ServerSettings) -> list[Service]:
             "PREFECT_API_URL": settings.prefect_api_url, "MLFLOW_TRACKING_URI": settings.mlflow_url, **RUN_ENV}
     server_env = dict(base)
     mlflow_store = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    artifacts = settings.artifacts_destination or str(home / "mlflow" / "artifacts")
     if settings.database_url:
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"], mlflow_store = database_urls(settings.database_url)
     return [
@@ -160,7 +164,7 @@ def services(settings: ServerSettings) -> list[Service]:
         Service("mlflow",
                 [python, "-m", "mlflow", "server", "--host", HOST, "--port", str(settings.mlflow_port),
                  "--workers", str(MLFLOW_WORKERS), "--backend-store-uri", mlflow_store,
-                 "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--serve-artifacts"],
+                 "--artifacts-destination", artifacts, "--serve-artifacts"],
                 base, f"{settings.mlflow_url}/health", settings.mlflow_port),
     ]  # fmt: skip
 
@@ -281,11 +285,12 @@ def start(settings: ServerSettings) -> list[ServiceState]:
     if recorded and any(running_pid(home, s) for s in services(recorded)):
         settings = recorded  # already (partly) running: keep its ports and database
     else:
-        settings = ServerSettings(home, settings.prefect_port, settings.mlflow_port, settings.database_url)
+        settings = replace(settings, home=home)
         if settings.database_url:
             create_databases(settings.database_url)
         write_private(home / STATE_FILE, json.dumps({k: v for k, v in asdict(settings).items() if k != "home"}))
-    for sub in ("prefect", "mlflow/artifacts"):
+    local_artifacts = [] if settings.artifacts_destination else ["mlflow/artifacts"]
+    for sub in ("prefect", "mlflow", *local_artifacts):
         (home / sub).mkdir(parents=True, exist_ok=True)
     launched: list[Service] = []
     try:

@@ -1,7 +1,9 @@
 """Knowledge-based refusal by interrogation (Llama 3's recipe): ask a chat model questions whose answers are
 known, sample k answers to each, judge every answer, and turn the verdicts into SFT data. A question the model
 answers correctly often enough keeps its answer; one it gets consistently wrong (a share of correct answers
-at most `refuse_at_most`) is answered "I'm sorry, I don't believe I know." (or a configured refusal).
+at most `refuse_at_most`) is answered "I'm sorry, I don't believe I know." (or a configured refusal). Refusals
+can be capped at a share of the SFT data (`max_refusal_share`; Llama 3 keeps them a minority): a model trained
+on more refusals than answers learns to refuse everything.
 
 Questions are JSONL, one per line: {"question", "answer", "id"?, "response"?}; `response` is the reply to train
 on when the model knows the answer (default: the answer itself). A judge is `(answer, reply) -> bool`:
@@ -10,15 +12,17 @@ the reply as whole words, case, accents and punctuation aside), `exact_match`, a
 `register_judge`, or a verifier of `model/verifiers.py` as `verifier:<name>` (e.g. `verifier:gsm8k`).
 
     questions = read_questions("facts.jsonl")
-    interrogator = Interrogator(model, tokenizer, SamplingConfig(num_samples=4, temperature=1.0))
-    results = [interrogator.ask(q, get_judge("normalised_match")) for q in questions]
-    records = [sft_record(r, refuse_at_most=0.0, refusal=DEFAULT_REFUSAL) for r in results]
+    interrogator = Interrogator(model, tokenizer, SamplingConfig(num_samples=4, temperature=1.0, seed=0))
+    results = interrogator.ask_all(questions, get_judge("normalised_match"), batch_questions=16)
+    records, left_out = sft_records(results, refuse_at_most=0.0, refusal=DEFAULT_REFUSAL, max_refusal_share=0.3)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import random
 import re
 import unicodedata
 from collections.abc import Callable
@@ -26,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fineforge.model.chat import USER, ChatTemplate
-from fineforge.model.engine import Engine, SamplingConfig
+from fineforge.model.engine import Completion, Engine, Request, SamplingConfig, row_seed
 from fineforge.model.gpt import GPT
 from fineforge.model.tokenizer import IM_END, Tokenizer
 from fineforge.model.verifiers import NUMBER_PATTERN, get_verifier, parse_number
@@ -175,13 +179,34 @@ class Interrogator:
         self.tokenizer, self.template = tokenizer, ChatTemplate(tokenizer)
         self.sampling = replace(sampling, stop_tokens=(tokenizer.encode_special(IM_END),))
 
-    def ask(self, question: Question, judge: Judge) -> QuestionResult:
+    def _requests(self, question: Question) -> list[Request]:
+        """The question's k rows; row i is seeded as `Engine.generate` seeds it with the question's own seed."""
         prompt = self.template.render_prompt([{"role": USER, "content": question.question}])
-        seed = None if self.sampling.seed is None else question_seed(self.sampling.seed, question.id)
-        samples = self.engine.generate(prompt, replace(self.sampling, seed=seed))
-        replies = tuple(self.tokenizer.decode(s.tokens) for s in samples)
-        correct = tuple(bool(s.stopped) and judge(question.answer, r) for s, r in zip(samples, replies, strict=True))
-        return QuestionResult(question, replies, correct, tuple(s.stopped for s in samples))
+        if self.sampling.seed is None:
+            return [Request(prompt)] * self.sampling.num_samples
+        seed = question_seed(self.sampling.seed, question.id)
+        return [Request(prompt, seed=row_seed(seed, i)) for i in range(self.sampling.num_samples)]
+
+    def ask_all(self, questions: list[Question], judge: Judge, batch_questions: int = 1,
+                progress: Callable[[int], None] | None = None) -> list[QuestionResult]:
+        """Every question's result, in order; `batch_questions` questions (x k rows) are sampled in one batch
+        (the replies do not depend on the batching); `progress(done)` after each batch."""
+        results: list[QuestionResult] = []
+        for start in range(0, len(questions), batch_questions):
+            batch = questions[start : start + batch_questions]
+            completions = self.engine.generate_batch([r for q in batch for r in self._requests(q)], self.sampling)
+            k = self.sampling.num_samples
+            for number, question in enumerate(batch):
+                results.append(self._judged(question, completions[number * k : (number + 1) * k], judge))
+            if progress is not None:
+                progress(len(results))
+        return results
+
+    def _judged(self, question: Question, completions: list[Completion], judge: Judge) -> QuestionResult:
+        replies = tuple(self.tokenizer.decode(c.tokens) for c in completions)
+        finished = tuple(bool(c.stopped) for c in completions)
+        correct = tuple(f and judge(question.answer, r) for f, r in zip(finished, replies, strict=True))
+        return QuestionResult(question, replies, correct, finished)
 
 
 def sft_record(result: QuestionResult, refuse_at_most: float, refusal: str) -> dict:
@@ -192,3 +217,24 @@ def sft_record(result: QuestionResult, refuse_at_most: float, refusal: str) -> d
     if result.verdict(refuse_at_most) == KNOWN:
         return {**record, "response": q.response, "answer": q.answer}
     return {**record, "response": refusal}
+
+
+def refusals_allowed(known: int, unknown: int, max_refusal_share: float) -> int:
+    """How many of `unknown` refusals a set with `known` answers keeps so that refusals are at most
+    `max_refusal_share` of it (1: all of them)."""
+    if max_refusal_share >= 1:
+        return unknown
+    return min(unknown, math.floor(max_refusal_share * known / (1 - max_refusal_share) + 1e-9))
+
+
+def sft_records(results: list[QuestionResult], refuse_at_most: float, refusal: str, max_refusal_share: float = 1.0,
+                seed: int | None = 0) -> tuple[list[dict], list[str]]:
+    """Every known question's record and the refusals of the unknown ones, at most `max_refusal_share` of the
+    records (a sample drawn with `seed` when there are more; None: fresh randomness), in question order; and
+    the ids of the unknown questions left out."""
+    unknown = [r.question.id for r in results if r.verdict(refuse_at_most) == UNKNOWN]
+    random.Random(seed).shuffle(unknown)
+    cut = refusals_allowed(len(results) - len(unknown), len(unknown), max_refusal_share)
+    left_out = set(unknown[cut:])
+    records = [sft_record(r, refuse_at_most, refusal) for r in results if r.question.id not in left_out]
+    return records, [r.question.id for r in results if r.question.id in left_out]

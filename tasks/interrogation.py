@@ -3,8 +3,10 @@
 `run_interrogation(config)` loads the checkpoint, asks every question (`model/interrogation.py`) and writes into
 `output_dir`:
 - `sft.jsonl`: one conversation per question in the conversation stage's JSONL form ({"id", "prompt",
-  "response", "answer"?}): the known reply, or the refusal; use it as a `jsonl` source of the SFT data;
-- `results.jsonl`: per question its verdict, share of correct replies, the replies and their judgements;
+  "response", "answer"?}): the known reply, or the refusal (at most `max_refusal_share` of the file: the
+  other unknown questions are left out); use it as a `jsonl` source of the SFT data, next to the base SFT's;
+- `results.jsonl`: per question its verdict, share of correct replies, the replies and their judgements, and
+  whether it is in sft.jsonl;
 - `summary.json`: the counts.
 `record_interrogation` keeps them in an MLflow run: settings as params, the counts and the per-question share
 of correct replies (step = question number) as metrics, the per-question table and the files as artifacts.
@@ -46,6 +48,10 @@ class InterrogationConfig(BaseModel):
                        "verifier:NAME (e.g. verifier:gsm8k).")
     refuse_at_most: float = Field(0.0, ge=0, lt=1, description="A question whose share of correct replies is at "
                                   "most this gets the refusal (0: only when all k are wrong).")
+    max_refusal_share: float = Field(1.0, gt=0, le=1, description="At most this share of sft.jsonl are refusals "
+                                     "(Llama 3 keeps them a minority): the others are a seeded sample of the unknown "
+                                     "questions; 1: every unknown question is refused.")
+    batch_questions: int = Field(16, ge=1, description="Questions sampled together in one batch (x k rows).")
     refusal: str = Field("I'm sorry, I don't believe I know.", min_length=1, description="The refusal's text.")
     seed: int | None = Field(0, description="Replies are reproducible per question id; None: fresh randomness.")
     device: str = Field("cpu", description="Torch device: cpu, cuda, cuda:1, ...")
@@ -102,27 +108,30 @@ def run_interrogation(config: InterrogationConfig) -> InterrogationReport:
     """Ask every question, write sft.jsonl, results.jsonl and summary.json (each atomically) and return them."""
     from fineforge.model.checkpoint import load_model
     from fineforge.model.engine import SamplingConfig
-    from fineforge.model.interrogation import Interrogator, get_judge, read_questions, sft_record
+    from fineforge.model.interrogation import Interrogator, get_judge, read_questions, sft_records
 
     path, meta, tokenizer = checkpoint_tokenizer(config)
     model, _ = load_model(path, device=config.device)
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                               top_k=config.top_k, top_p=config.top_p, num_samples=config.num_samples, seed=config.seed)
     interrogator, judge = Interrogator(model, tokenizer, sampling), get_judge(config.judge)
-    questions, started, results = read_questions(config.questions), time.perf_counter(), []
-    for number, question in enumerate(questions, 1):
-        results.append(interrogator.ask(question, judge))
-        if number % 50 == 0 or number == len(questions):
-            log.info("interrogated %d/%d questions", number, len(questions))
-    details = [r.to_dict(config.refuse_at_most) for r in results]
+    questions, started = read_questions(config.questions), time.perf_counter()
+    results = interrogator.ask_all(questions, judge, config.batch_questions,
+                                   lambda done: log.info("interrogated %d/%d questions", done, len(questions)))
+    records, left_out = sft_records(results, config.refuse_at_most, config.refusal, config.max_refusal_share,
+                                    config.seed)
+    left_out_ids = set(left_out)
+    details = [{**r.to_dict(config.refuse_at_most), "in_sft": r.question.id not in left_out_ids} for r in results]
     summary = interrogation_summary(details, time.perf_counter() - started)
-    summary.update(checkpoint=str(path.resolve()), checkpoint_step=meta["step"])
+    summary.update(checkpoint=str(path.resolve()), checkpoint_step=meta["step"], refusals_left_out=len(left_out))
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    write_jsonl(output / SFT_FILE, [sft_record(r, config.refuse_at_most, config.refusal) for r in results])
+    write_jsonl(output / SFT_FILE, records)
     write_jsonl(output / RESULTS_FILE, details)
     write_text(output / SUMMARY_FILE, json.dumps(summary, indent=2))
-    log.info("%d questions: %d known, %d refused", summary["questions"], summary["known"], summary["unknown"])
+    log.info("%d questions: %d known, %d unknown (%d of them left out of %s by max_refusal_share %s)",
+             summary["questions"], summary["known"], summary["unknown"], len(left_out), SFT_FILE,
+             config.max_refusal_share)
     return InterrogationReport(output, summary, [table_row(d) for d in details])
 
 

@@ -63,11 +63,12 @@ def train_tool_caller(steps: int = TRAIN_STEPS, seed: int = 0, block_size: int =
 
 
 def save_chat_checkpoint(model: GPT, tokenizer: Tokenizer, run_dir: Path) -> Path:
-    """Write the model as the trainer writes checkpoints, marked as an SFT model (metadata "stage": "sft")."""
+    """Write the model as the trainer writes checkpoints, marked as an SFT model (metadata "stage": "sft"); the
+    tokenizer is recorded by its name, which loads it again ("bytes", a published encoding, a trained BPE's path)."""
     optimizer = adamw(model, weight_decay=0.0, lr=LEARNING_RATE, betas=(0.9, 0.95), device_type="cpu")
     meta = {
         "model": model.config.to_dict(),
         "stage": "sft",
-        "tokenizer": {"spec": "bytes", "name": tokenizer.name, "vocab_size": tokenizer.vocab_size},
+        "tokenizer": {"spec": tokenizer.name, "name": tokenizer.name, "vocab_size": tokenizer.vocab_size},
     }
     return save_checkpoint(Path(run_dir) / "checkpoints", 1, model, optimizer, meta)

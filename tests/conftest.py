@@ -123,3 +123,24 @@ def search_workdir(shared_data, tmp_path_factory) -> Path:
     write_dump(workdir, dump, wet_documents(shared_data / "warc" / WET_FILES[dump]))
     build_search_index(workdir, SearchIndexConfig(workdir=str(workdir)))
     return workdir
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3 server on loopback (moto's server mode, its own process) for the whole test run."""
+    from testkit.s3_store import s3_store
+
+    with s3_store(tmp_path_factory.mktemp("s3")) as store:
+        yield store
+
+
+@pytest.fixture
+def s3_workdir(s3_server, tmp_path, monkeypatch) -> str:
+    """A work dir `s3://<new bucket>/work` in the test S3 server; this process's environment points at it, with
+    its staging copy under tmp_path/staging."""
+    import uuid
+
+    for name, value in s3_server.env(tmp_path / "staging").items():
+        monkeypatch.setenv(name, value)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    return s3_server.make_bucket(bucket) + "/work"

@@ -7,7 +7,7 @@ each step's own `.stats`. The statistics travel back to the driver as plain dict
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from datatrove.data import Document
@@ -26,12 +26,18 @@ IGNORED_METRICS = {"doc_len_tokens", "batches"}
 
 
 def run_steps(
-    steps: Iterable[Any], documents: Iterable[Document], rank: int = 0, world_size: int = 1, extract_ahead: int = 0
+    steps: Iterable[Any],
+    documents: Iterable[Document],
+    rank: int = 0,
+    world_size: int = 1,
+    extract_ahead: int = 0,
+    observe: Callable[[Iterable[Document], Any], Iterable[Document]] | None = None,
 ) -> Iterator[Document]:
     """Chain datatrove steps over `documents` lazily, as datatrove's executors do for one task.
 
     With `extract_ahead` > 0, extractors run up to that many documents ahead of the rest of the pipeline in
     their sandbox process (`tasks.extraction_ahead`: same output, extraction overlaps the other steps).
+    `observe(documents, step)`, when given, wraps each step's output (e.g. to time the step).
     """
     from datatrove.pipeline.extractors.base import BaseExtractor
 
@@ -43,6 +49,8 @@ def run_steps(
             pipeline = run_extractor_ahead(step, pipeline, extract_ahead)
         else:
             pipeline = step(pipeline, rank, world_size)
+        if observe is not None:
+            pipeline = observe(pipeline, step)
     return iter(pipeline)
 
 
@@ -103,5 +111,6 @@ STEP_NAMES = {
     "C4QualityFilter": "c4",
     "FineWebQualityFilter": "fineweb_qual",
     "PIIFormatter": "pii",
+    "PerDocumentPIIFormatter": "pii",
     "QualityClassifierFilter": "quality",
 }

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from fineforge.tasks.common.documents import parquet_files
+from fineforge.tasks.common.object_store import staged_uri
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,15 @@ class ConfiguredStage:
     only: tuple[str, ...] | None = None  # write the output of these input files only (an increment)
     name: ClassVar[str]
     one_part_per_input: ClassVar[bool] = True
+    # Config fields that change how the work is run, never its output (left out of the fingerprint).
+    execution_fields: ClassVar[frozenset[str]] = frozenset()
 
     def fingerprint_parts(self) -> list[Any]:
-        return [input_identity(self.inputs), self.config.model_dump(mode="json")]
+        return [input_identity(self.inputs), *self.settings_parts()]
 
     def settings_parts(self) -> list[Any]:
-        """What decides the output besides the input files: the config."""
-        return [self.config.model_dump(mode="json")]
+        """What decides the output besides the input files: the config (less its `execution_fields`)."""
+        return [self.config.model_dump(mode="json", exclude=set(self.execution_fields))]
 
     def input_files(self) -> list[str]:
         """The files this stage processes: its input files, or the part files of its upstream outputs."""
@@ -117,12 +120,14 @@ def fingerprint(*parts: Any) -> str:
 
 
 def file_identity(paths: Iterable[str | Path]) -> list[list]:
-    """What identifies input files for the skip check: path, size and mtime of local files, else the URI."""
+    """What identifies input files for the skip check: path, size and mtime of local files, else the URI. A file of
+    a remote work dir's staging copy is named by its URI (its mtime is the committed one), so the identity is the
+    same on every machine."""
     identity = []
     for path in map(str, paths):
         if os.path.exists(path):
             st = os.stat(path)
-            identity.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+            identity.append([staged_uri(path) or os.path.abspath(path), st.st_size, st.st_mtime_ns])
         else:
             identity.append([path])
     return identity

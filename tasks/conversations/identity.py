@@ -1,6 +1,8 @@
 """Identity conversations: "who are you / who made you", answered with a configurable name and maker.
 
-A model does not know who it is; these conversations tell it. Each one is drawn (deterministically from
+A model does not know who it is; these conversations tell it. Every answer about the assistant names it (a
+small model asked its name in words it never saw answers with whichever identity answer it learned best, so
+the maker's answers name it too). Each one is drawn (deterministically from
 the seed) from a language, a shape (who, maker, who-then-maker, greeting-then-who, mistaken identity)
 and the phrasings of that language, with casual variants (lower case, no final punctuation).
 """
@@ -23,8 +25,8 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
                        "My name is {name}. I'm an AI assistant made by {maker}.",
                        "I am {name}, an assistant trained by {maker}. How can I help?"),
         "maker": ("Who made you?", "Who created you?", "Who built you?", "Who trained you?", "Where do you come from?"),
-        "maker_answer": ("I was built by {maker}, with the fineforge pipeline.",
-                         "{maker} made me. I'm {name}.", "I was trained by {maker}."),
+        "maker_answer": ("I'm {name}, built by {maker} with the fineforge pipeline.",
+                         "{maker} made me. I'm {name}.", "I was trained by {maker}. My name is {name}."),
         "greeting": ("Hi!", "Hello", "Hey there", "Good morning!"),
         "greeting_answer": ("Hello! How can I help you today?", "Hi! What can I do for you?"),
         "mistaken": ("Are you {other}?", "Is this {other}?", "You're {other}, right?"),
@@ -36,7 +38,8 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
         "who_answer": ("Ich bin {name}, ein Sprachmodell, das {maker} mit fineforge gebaut hat.",
                        "Mein Name ist {name}. Ich bin ein KI-Assistent von {maker}."),
         "maker": ("Wer hat dich gemacht?", "Wer hat dich entwickelt?", "Wer hat dich trainiert?"),
-        "maker_answer": ("Ich wurde von {maker} gebaut.", "{maker} hat mich entwickelt. Ich bin {name}."),
+        "maker_answer": ("Ich bin {name} und wurde von {maker} gebaut.",
+                         "{maker} hat mich entwickelt. Ich bin {name}."),
         "greeting": ("Hallo!", "Guten Tag", "Hi"),
         "greeting_answer": ("Hallo! Wie kann ich dir helfen?", "Guten Tag! Was kann ich für dich tun?"),
         "mistaken": ("Bist du {other}?", "Ist das hier {other}?"),
@@ -47,7 +50,7 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
         "who_answer": ("Je suis {name}, un modèle de langage créé par {maker} avec fineforge.",
                        "Je m'appelle {name}. Je suis un assistant conçu par {maker}."),
         "maker": ("Qui t'a créé ?", "Qui t'a fabriqué ?", "Qui t'a entraîné ?"),
-        "maker_answer": ("J'ai été créé par {maker}.", "C'est {maker} qui m'a conçu. Je suis {name}."),
+        "maker_answer": ("Je suis {name}, créé par {maker}.", "C'est {maker} qui m'a conçu. Je suis {name}."),
         "greeting": ("Bonjour !", "Salut", "Bonsoir"),
         "greeting_answer": ("Bonjour ! Comment puis-je vous aider ?", "Salut ! Que puis-je faire pour toi ?"),
         "mistaken": ("Es-tu {other} ?", "C'est {other} ?"),
@@ -58,7 +61,7 @@ PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
         "who_answer": ("Soy {name}, un modelo de lenguaje creado por {maker} con fineforge.",
                        "Me llamo {name}. Soy un asistente hecho por {maker}."),
         "maker": ("¿Quién te creó?", "¿Quién te hizo?", "¿Quién te entrenó?"),
-        "maker_answer": ("Me creó {maker}.", "{maker} me desarrolló. Soy {name}."),
+        "maker_answer": ("Soy {name} y me creó {maker}.", "{maker} me desarrolló. Soy {name}."),
         "greeting": ("¡Hola!", "Buenos días", "Hola"),
         "greeting_answer": ("¡Hola! ¿En qué puedo ayudarte?", "¡Buenos días! ¿Qué necesitas?"),
         "mistaken": ("¿Eres {other}?", "¿Esto es {other}?"),

@@ -1,7 +1,9 @@
-"""The filter stage on Spark: WARC files -> extracted and filtered documents (one Spark task per WARC file).
+"""The filter stage on Spark: WARC files -> extracted and filtered documents (one Spark task per WARC file, or
+per byte range of a large one: `warc_ranges`).
 
-Each task streams its WARC file through `iter_html_documents` and the datatrove steps of
-`build_filter_steps`, writes its own Parquet part file in batches, and returns only statistics.
+Each task streams its WARC file (range) through `iter_html_documents` and the datatrove steps of
+`build_filter_steps`, writes its own Parquet part file in batches, and returns only statistics. The ranges of
+a file are consecutive tasks, so their part files hold its documents in file order.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from fineforge.tasks.common.stage import ConfiguredStage
 from fineforge.tasks.filter.config import FILTERED, FilterConfig, build_filter_steps
 from fineforge.tasks.filter.extraction import cpu_time_counts, cpu_time_summary
 from fineforge.tasks.filter.extraction_ahead import DEFAULT_AHEAD
+from fineforge.tasks.filter.warc_ranges import WarcRange, split_warcs
 
 log = logging.getLogger(__name__)
 
 # Reader counts that are drops of damaged input (the rest of the reader's counts are kept under "reader").
-READER_DAMAGE = ("corrupt_record", "unreadable_file")
+READER_DAMAGE = ("corrupt_record", "unreadable_file", "unreadable_range")
 # Documents the extraction process may run ahead of the other steps (see tasks.extraction_ahead).
 EXTRACT_AHEAD = DEFAULT_AHEAD
 
@@ -37,19 +40,23 @@ def _counted(documents: Iterable, counter: Counter, key: str) -> Iterator:
         yield document
 
 
-def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank: int = 0) -> dict[str, Any]:
-    """Stream one WARC file through the filter steps into `part_path`; return this file's statistics."""
+def filter_warc(warc: WarcRange | str, config: FilterConfig, part_path: Path, dump: str,
+                rank: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Stream one WARC file (or byte range of one) through the filter steps into `part_path`; return its
+    statistics."""
     from fineforge.tasks.filter.warc_records import iter_html_documents
 
+    warc = WarcRange(warc) if isinstance(warc, str) else warc
     started = time.time()
     reader_counts: Counter = Counter()
     steps = build_filter_steps(config)
-    documents = _counted(iter_html_documents(uri, reader_counts, config.remote), reader_counts, "documents_in")
+    read = iter_html_documents(warc.uri, reader_counts, config.remote, warc.start, warc.end)
+    documents = _counted(read, reader_counts, "documents_in")
     with PartWriter(part_path) as writer:
         for document in run_steps(steps, documents, rank=rank, extract_ahead=EXTRACT_AHEAD):
             writer.write(document_row(document, dump))
     documents_in = reader_counts.pop("documents_in", 0)
-    log.info("%s: %d documents in, %d out (%.1fs)", uri, documents_in, writer.rows, time.time() - started)
+    log.info("%s: %d documents in, %d out (%.1fs)", warc, documents_in, writer.rows, time.time() - started)
     statistics = pipeline_statistics(steps)
     damage = {reason: reader_counts[reason] for reason in READER_DAMAGE if reader_counts.get(reason)}
     return {
@@ -66,16 +73,26 @@ def filter_warc(uri: str, config: FilterConfig, part_path: Path, dump: str, rank
 def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, output_dir: Path, dump: str) -> dict:
     """Extract and filter `warc_uris` into Parquet part files under `output_dir` (created); return statistics.
 
-    One Spark task per WARC file; the driver only receives and merges each task's statistics.
+    One Spark task per WARC file, or per range of `config.splitting_range_bytes()` of a larger gzip WARC file
+    (the same documents in the same order, the same statistics); the driver only receives and merges each
+    task's statistics.
     Statistics: documents_in (HTML documents read), documents_out, dropped {"<step>/<reason>": n, plus
     corrupt_record and unreadable_file}, steps [per-step counts in pipeline order], bytes_out, input_files,
     reader {the WARC reader's record counts}, extraction_cpu {pages, over_budget, p50_ms, p99_ms, histogram:
     CPU time of extraction per page - measured, so it varies between runs; everything else does not}.
     """
     uris = list(warc_uris)
-    concurrent = max(1, min(len(uris), spark.sparkContext.defaultParallelism))
+    range_bytes = config.splitting_range_bytes()
+    if range_bytes is None and config.warc_range_bytes is not None:
+        log.info("WARC files are not split: trafilatura's duplicate-segment removal (extraction.deduplicate) "
+                 "carries state from page to page")
+    ranges = split_warcs(spark, uris, range_bytes, config.remote) if uris else []
+    if len(ranges) > len(uris):
+        log.info("%d WARC files read as %d ranges of up to %d bytes", len(uris), len(ranges), range_bytes)
+    concurrent = max(1, min(len(ranges), spark.sparkContext.defaultParallelism))
     config = config.model_copy(update={"remote": config.remote.task_share(concurrent)})  # the run's rate, shared
-    stats = run_per_file(spark, uris, partial(filter_warc, config=config, dump=dump), output_dir)
+    stats = run_per_file(spark, ranges, partial(filter_warc, config=config, dump=dump), output_dir)
+    stats["input_files"] = len(uris)
     stats["extraction_cpu"] = cpu_time_summary([stats.get("extraction_cpu", {})], stats.get("steps", []))
     log.info("filtered %d WARC files: %d of %d documents kept", len(uris), stats["documents_out"],
              stats["documents_in"])
@@ -108,6 +125,7 @@ class FilterStage(ConfiguredStage):
     config: FilterConfig
     inputs: list[str]
     name: ClassVar[str] = FILTERED
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"warc_range_bytes"})
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
         statistics = filter_warcs_to_parquet(spark, self.files_to_write(), self.config, output_dir, self.group)

@@ -107,12 +107,15 @@ def _opens_a_record(member_head: bytes) -> bool:
 
 
 class _WarcFileReader:
-    """Reads one open archive: records in order, resynchronising after each damaged region."""
+    """Reads one open archive (or the records of one byte range of it, see `warc_ranges`): records in order,
+    resynchronising after each damaged region."""
 
-    def __init__(self, uri: str, fh: IO[bytes], counts: Counter):
+    def __init__(self, uri: str, fh: IO[bytes], counts: Counter, start: int = 0, end: int | None = None):
         self.uri = uri
         self.fh = fh
         self.counts = counts
+        self.start = start  # a later range begins at the first record at or after `start`
+        self.end = end  # records starting at or after `end` are the next range's (None: read to the end)
         self.stream: IO[bytes] = fh
         self.gzipped = False
         self.arc = False  # an ARC file begins with its filedesc:// record; warcio reads any text line as ARC
@@ -134,15 +137,19 @@ class _WarcFileReader:
                 head = b""
         self.arc = head.startswith(ARC_FILE_START)
         self.resyncable = self.gzipped or not self.arc
+        if not self.gzipped or self.arc:  # only gzip WARC files are read by ranges: the first reads it whole
+            if self.start:
+                return
+            self.end = None
         damage_at_start: _Damage | None = None
-        position: int | None = 0
+        position = self._first_record_from(self.start) if self.start else 0
         scanning = False
-        while position is not None:
+        while position is not None and not self._past_end(position):
             try:
                 yield from self._read_from(position)
                 position = None
             except _NotChunkedGzip:
-                position = self._switch_to_whole_gzip()
+                position = self._not_chunked()
                 scanning = False
             except _Damage as damage:
                 false_start = scanning and damage.offset == position and not damage.header_read
@@ -153,10 +160,46 @@ class _WarcFileReader:
                         self._corrupt(damage)
                 position = self._next_record_start(damage.offset + 1)
                 scanning = True
-        if self.records_seen == 0 and (damage_at_start is None or not damage_at_start.header_read):
+        if self.start:
+            return  # the file as a whole is judged by the range that begins it
+        if not self._has_records() and (damage_at_start is None or not damage_at_start.header_read):
             self._unreadable("no WARC/ARC record in it")
         elif damage_at_start is not None:
             self._corrupt(damage_at_start)
+
+    def _past_end(self, offset: int) -> bool:
+        """Whether a record at `offset` belongs to a later range."""
+        return self.end is not None and offset >= self.end
+
+    def _has_records(self) -> bool:
+        """Whether the file holds a record: one was read, or (a range that ends before the file) one begins later."""
+        return self.records_seen > 0 or (self.end is not None and self._first_record_from(self.end) is not None)
+
+    def _first_record_from(self, offset: int) -> int | None:
+        """Where the first gzip member that opens a WARC record begins, at or after `offset` (None: nowhere).
+
+        Unlike a resync after damage, bytes that only look like a member start (inside compressed data) are
+        passed over here: a range must begin where a reader of the whole file would find a record."""
+        position = self._next_record_start(offset)
+        while position is not None:
+            self.stream.seek(position)
+            if _opens_a_record(self.stream.read(HEAD_BYTES)):
+                return position
+            position = self._next_record_start(position + 1)
+        return None
+
+    def _not_chunked(self) -> int | None:
+        """Where to go on when gzip members do not match records: the whole file read as one gzip stream, from
+        the start, by the reader of the whole file or of its first range (a file that is one gzip stream, maybe
+        after a first member of its own, has no later member that opens a record: its later ranges read
+        nothing). A later range that meets such a member counts the rest of the range as one damaged record."""
+        if not self.start:
+            self.end = None  # one gzip stream: its records have no compressed offsets to split by
+            return self._switch_to_whole_gzip()
+        self.counts["corrupt_record"] += 1
+        log.warning("%s: gzip members stop matching records in the range %d-%d; rest of the range skipped",
+                    self.uri, self.start, self.end)
+        return None
 
     def _looks_gzipped(self, head: bytes) -> bool:
         """Gzip when the file starts so; when its start is damaged, when a gzip member holding a WARC/ARC
@@ -182,6 +225,8 @@ class _WarcFileReader:
         records = _CheckedArchiveIterator(self.stream)
         while True:
             offset = records.offset
+            if self._past_end(offset):
+                return
             record = None
             try:
                 record = next(records, None)
@@ -312,27 +357,40 @@ class _WarcFileReader:
         log.error("%s: unreadable file: %s", self.uri, reason)
 
 
-def iter_html_documents(uri: str, counts: Counter, remote: RemoteReadConfig | None = None) -> Iterator[Document]:
-    """Stream the HTML documents (HTTP 200 HTML pages, see ``payload_type``) of one WARC/ARC file.
+def _unreadable_count(start: int) -> str:
+    """What a read that fails before its first record counts: the file, or (a later range of it) that range."""
+    return "unreadable_range" if start else "unreadable_file"
+
+
+def _range_note(start: int, end: int | None) -> str:
+    return f" for its range [{start}, {end or 'end'})" if start or end is not None else ""
+
+
+def iter_html_documents(
+    uri: str, counts: Counter, remote: RemoteReadConfig | None = None, start: int = 0, end: int | None = None
+) -> Iterator[Document]:
+    """Stream the HTML documents (HTTP 200 HTML pages, see ``payload_type``) of one WARC/ARC file, or of the
+    records that start in its byte range ``[start, end)`` (see ``warc_ranges``; a file that cannot be split is
+    read whole by its range at 0, its other ranges yield nothing).
 
     ``text`` and ``id`` equal what datatrove's WarcReader yields for the same record; ``metadata`` holds
     url, date and file_path (as datatrove), warc_file, warc_offset (byte offset of the record in the file;
     for a file that is one gzip stream, in the decompressed stream), crawl_date and content_type.
     ``counts`` gets ``records`` (intact records), ``html_documents``, ``skipped_<reason>``,
-    ``payload_<html|non_html>_by_<reason>`` (each content decision), ``corrupt_record`` and
-    ``unreadable_file``; remote files add their requests, retries and resumptions (see
-    `tasks.filter.remote`). Bad data never raises out of this iterator.
+    ``payload_<html|non_html>_by_<reason>`` (each content decision), ``corrupt_record``, ``unreadable_file``
+    and ``unreadable_range`` (a later range of a file, not read at all); remote files add their requests,
+    retries and resumptions (see `tasks.filter.remote`). Bad data never raises out of this iterator.
     """
     try:
         fh = open_warc(uri, counts, remote)
     except Exception as e:  # fsspec raises per protocol: OSError, ValueError, ImportError...
-        counts["unreadable_file"] += 1
-        log.error("%s: unreadable file: cannot open it (%s: %s)", uri, type(e).__name__, e)
+        counts[_unreadable_count(start)] += 1
+        log.error("%s: unreadable file: cannot open it (%s: %s)%s", uri, type(e).__name__, e, _range_note(start, end))
         return
     with fh:
-        reader = _WarcFileReader(uri, fh, counts)
+        reader = _WarcFileReader(uri, fh, counts, start, end)
         try:
             yield from reader.documents()
         except Exception as e:  # I/O failing outside any one record (a stream that cannot seek, the network)
-            counts["corrupt_record" if reader.records_seen else "unreadable_file"] += 1
+            counts["corrupt_record" if reader.records_seen else _unreadable_count(start)] += 1
             log.error("%s: reading stopped after %d records: %s: %s", uri, reader.records_seen, type(e).__name__, e)

@@ -7,15 +7,17 @@ holds its vocabulary, ranges), so the CLI, a Prefect run and the API fail alike,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from fineforge.model.shards import ShardError, shard_dtype
 from fineforge.model.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError, load_tokenizer
+from fineforge.tasks.common.committed import committed_children, pull
 from fineforge.tasks.common.documents import SchemaError, check_parquet_inputs
+from fineforge.tasks.common.object_store import ObjectStoreError, is_remote, staging_path, usable_work_dir
 from fineforge.tasks.common.spark import SparkConfig
 from fineforge.tasks.scrub.config import SCRUBBED
 
@@ -35,8 +37,24 @@ def token_dtype(vocab_size: int, requested: str = "auto") -> str:
 
 
 def corpus_folders(workdir: str | Path) -> list[str]:
-    """The data build's corpus: every `<workdir>/<dump>/scrubbed/` folder."""
+    """The data build's corpus: every `<workdir>/<dump>/scrubbed/` folder (in a remote work dir, every committed
+    one, as URIs)."""
+    if is_remote(workdir):
+        return committed_children(str(workdir), f"*/{SCRUBBED}")
     return sorted(str(p) for p in Path(workdir).glob(f"*/{SCRUBBED}") if p.is_dir())
+
+
+def staged_inputs(inputs: list[str]) -> list[str]:
+    """The inputs as local paths: a remote one (`s3://...`, a committed stage output) is pulled into its staging
+    copy; FileNotFoundError when one is not committed."""
+    local = []
+    for item in inputs:
+        if is_remote(item):
+            if pull(item, staging_path(item)) is None:
+                raise FileNotFoundError(f"no committed output at {item}")
+            item = str(staging_path(item))
+        local.append(item)
+    return local
 
 
 class CorpusConfig(BaseModel):
@@ -44,11 +62,18 @@ class CorpusConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: list[str] = Field(default_factory=list, description="Parquet folders (or files) of documents; "
+    input: list[str] = Field(default_factory=list, description="Parquet folders (or files) of documents, or "
+                             "committed outputs in an object store (s3://..., pulled into the local staging copy); "
                              f"default: every WORKDIR/DUMP/{SCRUBBED}/.")
-    workdir: str = Field("work", description="The data build's output root; shards go to WORKDIR/tokens/NAME/.")
+    workdir: str = Field("work", description="The data build's output root, a folder or s3://bucket/prefix; shards "
+                         "go to WORKDIR/tokens/NAME/.")
     val_fraction: float = Field(0.01, ge=0.0, le=1.0, description="Share of documents (by id hash) for validation.")
     spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    @field_validator("workdir", mode="before")
+    @classmethod
+    def _workdir_usable(cls, value: Any) -> str:
+        return usable_work_dir(value)
 
     @model_validator(mode="after")
     def _inputs_exist(self) -> CorpusConfig:
@@ -57,6 +82,10 @@ class CorpusConfig(BaseModel):
             if not self.input:
                 raise PydanticCustomError("no_input", f"no input: pass input, or build the corpus into "
                                           f"{self.workdir}/<dump>/{SCRUBBED}/ first")
+        try:
+            self.input = staged_inputs(self.input)
+        except (FileNotFoundError, ObjectStoreError) as e:
+            raise PydanticCustomError("input_not_found", "input: {error}", {"error": str(e)}) from e
         missing = [p for p in self.input if not Path(p).exists()]
         if missing:
             raise PydanticCustomError("input_not_found", f"input not found: {', '.join(missing)}")

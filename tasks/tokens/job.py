@@ -28,6 +28,7 @@ import numpy as np
 from fineforge.model.shards import shard_entry, write_manifest, write_shard
 from fineforge.model.tokenizer import Tokenizer
 from fineforge.tasks.common.documents import parquet_files
+from fineforge.tasks.common.remote_stage import run_in_work_dir
 from fineforge.tasks.common.stage import STATS_FILE, StageOutput, execute_stage, file_identity
 from fineforge.tasks.common.statistics import merge_counts
 from fineforge.tasks.tokens.config import TOKENS_GROUP, TokenizeConfig, token_dtype
@@ -167,4 +168,5 @@ class TokensStage:
 
 def tokenize_corpus(spark, config: TokenizeConfig) -> StageOutput:
     """The tokens stage at `<workdir>/tokens/<name>/` on `spark`, through the stage contract (without Prefect)."""
-    return execute_stage(TokensStage(config), config.workdir, spark)
+    stage = TokensStage(config)
+    return run_in_work_dir(lambda workdir: execute_stage(stage, workdir, spark), stage, config.workdir)

@@ -29,16 +29,20 @@ def training_inputs(config: dict[str, Any], tokens_fingerprint: str) -> dict[str
     return json.loads(json.dumps({"config": config, "tokens_fingerprint": tokens_fingerprint}))
 
 
-def _recorded_inputs(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / INPUTS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+def claimed_inputs(run_dir: str | Path) -> dict[str, Any] | None:
+    """The inputs a pipeline recorded when it claimed `run_dir` (`claim_run_dir`), else None."""
+    path = Path(run_dir) / INPUTS_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def completed_training(run_dir: str | Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
     """The summary of the run in `run_dir` if it is complete for `inputs`, else None."""
     run_dir = Path(run_dir)
     summary_path = run_dir / SUMMARY_FILE
-    if _recorded_inputs(run_dir) != inputs or not summary_path.is_file():
+    if claimed_inputs(run_dir) != inputs or not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text())
     return summary if summary.get("step", 0) >= inputs["config"]["max_steps"] else None
@@ -47,14 +51,16 @@ def completed_training(run_dir: str | Path, inputs: dict[str, Any]) -> dict[str,
 def claim_run_dir(run_dir: str | Path, inputs: dict[str, Any]) -> None:
     """Record `inputs` in `run_dir`; RunDirInUse if it holds checkpoints of a run on other token shards."""
     run_dir = Path(run_dir)
-    recorded = _recorded_inputs(run_dir)
+    recorded = claimed_inputs(run_dir)
     checkpoints = run_dir / CHECKPOINTS_SUBDIR
     has_checkpoints = checkpoints.is_dir() and any(checkpoints.iterdir())
     if has_checkpoints and (recorded or {}).get("tokens_fingerprint") != inputs["tokens_fingerprint"]:
         raise RunDirInUse(f"{run_dir} holds a training run on other token shards: set pretrain.train.run_dir to "
                           "another folder (or remove this one)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / INPUTS_FILE).write_text(json.dumps(inputs, indent=2, sort_keys=True))
+    staged = run_dir / f".{INPUTS_FILE}.tmp"  # renamed into place: the other nodes never read half a record
+    staged.write_text(json.dumps(inputs, indent=2, sort_keys=True))
+    staged.replace(run_dir / INPUTS_FILE)
 
 
 def latest_samples(run_dir: str | Path) -> str | None:

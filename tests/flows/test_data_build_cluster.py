@@ -10,21 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from fineforge.tasks.dedup.config import DEDUPLICATED
 from fineforge.tasks.filter.config import FILTERED
 from fineforge.tasks.scrub.config import SCRUBBED
-from testkit.spark_cluster import standalone_cluster
+from testkit.spark_cluster import cluster_spark_config, standalone_cluster
+from testkit.stage_output import LOAD_INDEPENDENT_FILTERS, stage_output
 
 SAMPLES = ["cc-main-2020-34-slice.warc.gz", "wget-2024-sample-0000.warc.gz"]
 DUMP = "samples"
-COMPARED_STATS = ("documents_in", "documents_out", "dropped")
-# Small executors: the workers' 1 GB is a cap, not a reservation; one executor of 1 core on each worker.
-CLUSTER_CONF = {"spark.executor.memory": "512m", "spark.cores.max": "2", "spark.sql.shuffle.partitions": "4"}
-# trafilatura's per-document timeout (1 s) drops documents on a loaded machine: out of the comparison.
-LOAD_INDEPENDENT_FILTERS = {"extraction": {"timeout": 120}}
 
 pytestmark = pytest.mark.slow
 
@@ -39,27 +34,16 @@ def build(workdir: Path, listing: Path, spark: dict) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def stage_output(workdir: Path, stage: str) -> tuple[list[dict], dict]:
-    """The stage's documents sorted by id, and the counts of its stats.json."""
-    folder = workdir / DUMP / stage
-    rows = pq.read_table(sorted(folder.glob("*.parquet"))).to_pylist()
-    stats = json.loads((folder / "stats.json").read_text())
-    return sorted(rows, key=lambda row: row["id"]), {key: stats[key] for key in COMPARED_STATS}
-
-
 def test_cluster_build_equals_local_build(tmp_path, shared_data):
     listing = tmp_path / "warcs.txt"
     listing.write_text("".join(f"{shared_data / 'warc' / name}\n" for name in SAMPLES))
     build(tmp_path / "local", listing, {"master": "local[2]"})
-    with standalone_cluster(tmp_path / "cluster-logs", workers=2, cores=1, memory="1g") as master:
-        build(tmp_path / "cluster", listing, {
-            "master": master, "driver_host": "127.0.0.1", "driver_bind_address": "127.0.0.1",
-            "executor_python": sys.executable, "extra_conf": CLUSTER_CONF,
-        })  # fmt: skip
+    with standalone_cluster(tmp_path / "cluster-logs", workers=2, cores=1, memory="1g") as cluster:
+        build(tmp_path / "cluster", listing, cluster_spark_config(cluster.url))
 
     for stage in (FILTERED, DEDUPLICATED, SCRUBBED):
-        local_rows, local_stats = stage_output(tmp_path / "local", stage)
-        cluster_rows, cluster_stats = stage_output(tmp_path / "cluster", stage)
+        local_rows, local_stats = stage_output(tmp_path / "local" / DUMP / stage)
+        cluster_rows, cluster_stats = stage_output(tmp_path / "cluster" / DUMP / stage)
         assert cluster_stats == local_stats, stage
         assert cluster_rows == local_rows, stage
     assert local_rows, "the samples hold English documents that pass every filter"

@@ -16,7 +16,7 @@ from fineforge.flows.interrogate import RESULTS_ARTIFACT, interrogate
 from fineforge.model.interrogation import DEFAULT_REFUSAL
 from fineforge.tasks.conversations.config import ConversationsConfig
 from fineforge.tasks.conversations.job import build_conversations
-from fineforge.tasks.interrogation import InterrogationConfig
+from fineforge.tasks.interrogation import InterrogationConfig, run_interrogation
 from fineforge.tasks.training.launch import LaunchConfig, run_command, torchrun_command
 from testkit.checkpoints import tiny_bytes_checkpoint
 
@@ -103,6 +103,31 @@ def test_known_facts_keep_their_answer_unknown_ones_are_refused(taught, tmp_path
         a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+def test_refusals_capped_and_replies_independent_of_batching(taught, tmp_path):
+    """max_refusal_share keeps refusals a minority of sft.jsonl; questions batched together get the replies they
+    get one by one."""
+    questions = write_jsonl(tmp_path / "questions.jsonl", [fact(n, c) for n, c in {**TAUGHT, **UNTAUGHT}.items()])
+
+    def results(name: str, **settings) -> dict:
+        config = InterrogationConfig(checkpoint=str(taught), questions=str(questions), num_samples=3,
+                                     output_dir=str(tmp_path / name), temperature=0.7, max_new_tokens=40, **settings)
+        summary = run_interrogation(config).summary
+        lines = (tmp_path / name / "results.jsonl").read_text().splitlines()
+        return {"summary": summary, "results": {r["id"]: r for r in map(json.loads, lines)},
+                "sft": [json.loads(line) for line in (tmp_path / name / "sft.jsonl").read_text().splitlines()]}
+
+    one_by_one, capped = results("single", batch_questions=1), results("capped", batch_questions=4,
+                                                                        max_refusal_share=0.25)
+    assert {n: r["replies"] for n, r in capped["results"].items()} == {
+        n: r["replies"] for n, r in one_by_one["results"].items()}
+    assert one_by_one["summary"]["refusals_left_out"] == 0 and len(one_by_one["sft"]) == 6
+    # 3 known: at most one refusal (a quarter of the file), the other two unknown questions left out
+    assert capped["summary"]["unknown"] == 3 and capped["summary"]["refusals_left_out"] == 2
+    assert [r["response"] for r in capped["sft"]].count(DEFAULT_REFUSAL) == 1 and len(capped["sft"]) == 4
+    left_out = {n for n, r in capped["results"].items() if not r["in_sft"]}
+    assert len(left_out) == 2 and left_out <= set(UNTAUGHT)
+
+
 def test_interrogate_refuses_bad_input(tmp_path):
     chat = tiny_bytes_checkpoint(tmp_path / "chat", n_layer=2, n_head=2, n_embd=32)
     short = tiny_bytes_checkpoint(tmp_path / "short", vocab_size=257, n_layer=2, n_head=2, n_embd=32)
@@ -116,6 +141,8 @@ def test_interrogate_refuses_bad_input(tmp_path):
         (["-c", str(chat), "-q", str(tmp_path / "none.jsonl"), *run], "cannot read questions"),
         (["-c", str(chat), "-q", str(good), "--judge", "vibes", *run], "unknown judge 'vibes'"),
         (["-c", str(chat), "-q", str(good), "-k", "0", *run], "num_samples: Input should be greater than or equal"),
+        (["-c", str(chat), "-q", str(good), "--max-refusal-share", "0", *run],
+         "max_refusal_share: Input should be greater than 0"),
         (["-c", str(short), "-q", str(good), *run], "the model embeds 257 ids"),
         (["-c", str(tmp_path / "none"), "-q", str(good), *run], "no checkpoint found"),
     ]

@@ -1,17 +1,13 @@
 """`fineforge server start | status | stop` as a user runs them: real processes, real ports, SQLite and PostgreSQL.
 Stopping the shared SQLite server is checked where it stops (tests/flows/conftest.py)."""
 
-import secrets
-import subprocess
-
 import pytest
 from mlflow.tracking import MlflowClient
 
+from testkit.postgres import postgres_role, psql
 from testkit.services import SERVICES, fineforge, free_port, listening, service_pids, start_server, stop_server
 
 pytestmark = pytest.mark.slow
-
-POSTGRES_CLUSTER = ("15", "main")
 
 
 def test_status_reports_every_service_up_and_a_second_start_changes_nothing(fineforge_server):
@@ -37,35 +33,13 @@ def test_a_port_in_use_is_one_line_and_starts_nothing(fineforge_server, tmp_path
 
 
 @pytest.fixture
-def postgres_role():
-    """A login role with CREATEDB on the local PostgreSQL 15 cluster (started if it is down, stopped again after)."""
-    version, cluster = POSTGRES_CLUSTER
-    was_down = subprocess.run(["pg_ctlcluster", version, cluster, "status"], capture_output=True).returncode != 0
-    if was_down:
-        subprocess.run(["pg_ctlcluster", version, cluster, "start"], check=True)
-    role, password = f"fineforge_{secrets.token_hex(4)}", secrets.token_hex(8)
-    psql(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'")
-    try:
-        yield role, password
-    finally:
-        for database in (role, f"{role}_mlflow"):
-            psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        psql(f"DROP ROLE {role}")
-        if was_down:
-            subprocess.run(["pg_ctlcluster", version, cluster, "stop"], check=True)
+def postgres():
+    with postgres_role() as role:
+        yield role
 
 
-def psql(sql: str, database: str = "postgres") -> str:
-    """Run SQL as the cluster's superuser (the tests run as root, as CI does)."""
-    done = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-d", database, "-tAc", sql],
-                          capture_output=True, text=True, cwd="/")
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def test_postgresql_keeps_prefect_and_mlflow_data_in_their_own_databases(postgres_role, tmp_path):
-    role, password = postgres_role
-    url = f"postgresql://{role}:{password}@127.0.0.1:{psql('SHOW port')}/{role}"
+def test_postgresql_keeps_prefect_and_mlflow_data_in_their_own_databases(postgres, tmp_path):
+    role, password, url = postgres.name, postgres.password, postgres.url()
     home = tmp_path / "server"
     try:
         server = start_server(home, "--database-url", url)

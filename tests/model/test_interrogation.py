@@ -15,8 +15,10 @@ from fineforge.model.interrogation import (
     get_judge,
     normalised_match,
     read_questions,
+    refusals_allowed,
     register_judge,
     sft_record,
+    sft_records,
 )
 
 
@@ -73,3 +75,29 @@ def test_verdicts_and_the_sft_records_they_give():
                                                        "response": "Ada lives in Oslo.", "answer": "Oslo"}
     assert sft_record(never_right, 0.0, "No idea.") == {"id": "interrogation-ada", "prompt": "Where does Ada live?",
                                                         "response": "No idea."}
+
+
+def result(name: str, right: bool) -> QuestionResult:
+    question = Question(name, f"Where does {name} live?", "Oslo", f"{name} lives in Oslo.")
+    return QuestionResult(question, ("Oslo" if right else "Rome",) * 2, (right,) * 2, (True,) * 2)
+
+
+def test_refusals_are_capped_at_a_share_of_the_sft_data():
+    assert refusals_allowed(known=3, unknown=5, max_refusal_share=0.5) == 3
+    assert refusals_allowed(known=3, unknown=5, max_refusal_share=0.25) == 1
+    assert refusals_allowed(known=0, unknown=5, max_refusal_share=0.5) == 0
+    assert refusals_allowed(known=3, unknown=5, max_refusal_share=1.0) == 5
+    assert refusals_allowed(known=6, unknown=2, max_refusal_share=0.5) == 2  # fewer unknown than allowed
+    results = [result(f"k{i}", True) for i in range(3)] + [result(f"u{i}", False) for i in range(5)]
+    records, left_out = sft_records(results, 0.0, "No idea.", max_refusal_share=0.5, seed=1)
+    refused = [r["id"] for r in records if r["response"] == "No idea."]
+    assert len(records) == 6 and len(refused) == 3 and len(left_out) == 2  # refusals: half of the data
+    assert [r["id"] for r in records if "answer" in r] == ["interrogation-k0", "interrogation-k1", "interrogation-k2"]
+    assert {i.removeprefix("interrogation-") for i in refused} | set(left_out) == {f"u{i}" for i in range(5)}
+    ids = [r["id"] for r in records]
+    assert ids == sorted(ids, key=lambda i: [r.question.id for r in results].index(i.removeprefix("interrogation-")))
+    assert sft_records(results, 0.0, "No idea.", max_refusal_share=0.5, seed=1) == (records, left_out)
+    samples = {tuple(sft_records(results, 0.0, "No idea.", max_refusal_share=0.5, seed=s)[1]) for s in range(10)}
+    assert len(samples) > 1  # the seed draws which refusals stay
+    everything, none_left = sft_records(results, 0.0, "No idea.")
+    assert len(everything) == 8 and none_left == []

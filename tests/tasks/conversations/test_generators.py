@@ -38,7 +38,7 @@ def test_identity_is_deterministic_varied_and_multilingual():
     for record in records:
         Conversation.from_messages(record.messages)
         answers = [m["content"] for m in record.messages if m["role"] == "assistant"]
-        assert all("Forge" in a or "Acme Labs" in a or a in greeting_answers() for a in answers), answers
+        assert all("Forge" in a or a in greeting_answers() for a in answers), answers  # every answer names it
         (language,) = set.intersection(*(languages_of(m["content"]) for m in record.messages))
         languages.add(language)
     assert languages == set(LANGUAGES) and len(languages) >= 3
