@@ -40,7 +40,7 @@ def artifact_root(uri: str) -> str | None:
     """Where a new experiment keeps its artifacts: beside a SQLite store's file (MLflow's default is ./mlruns
     of whatever the working directory is); None for a server, which has its own root."""
     if uri.startswith("sqlite:///"):
-        return str(Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts")
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     return None
 
 

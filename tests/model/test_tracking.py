@@ -38,8 +38,8 @@ def test_a_run_logs_params_metrics_and_its_files(tmp_path, client, mlflow_uri):
     assert {a.path for a in client.list_artifacts(tracker.run_id)} == {"config.json", "metrics.jsonl", "samples"}
     assert recorded_run(run_dir) == {"run_id": tracker.run_id, "tracking_uri": mlflow_uri,
                                      "experiment": "tracking-test"}
-    artifacts = Path(client.get_experiment(run.info.experiment_id).artifact_location)
-    assert artifacts == Path(mlflow_uri.removeprefix("sqlite:///")).parent / "mlartifacts"  # not ./mlruns
+    artifacts = client.get_experiment(run.info.experiment_id).artifact_location
+    assert artifacts == (Path(mlflow_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()  # not ./mlruns
     assert [r["kind"] for r in read_metrics(run_dir)] == ["metrics"]
 
 
