@@ -6,10 +6,12 @@ responses that are HTML pages, decided by ``payload_type`` (the HTTP Content-Typ
 sniffed only when that header is missing or generic) - a deliberate difference from datatrove, which trusts
 only the crawler's identified payload type and otherwise libmagic, and so loses real pages that libmagic
 calls JavaScript, XML or plain text. Every record is checked before it is yielded: a gzip error,
-a record shorter than its Content-Length, a record not followed by its blank lines, or a failed WARC
-block digest marks the record as damaged. A damaged record is counted (``corrupt_record``), logged with
-the file name and offset, and skipped; reading goes on at the next gzip member (gzip-per-record files)
-or the next ``WARC/`` header line (plain files), so every readable record after the damage is kept.
+a record shorter than its Content-Length, a record not followed by its blank lines, a header holding two
+records' headers, or a failed WARC block digest marks the record as damaged. A damaged record is counted
+(``corrupt_record``), logged with the file name and offset, and skipped; reading goes on at the next gzip
+member (gzip-per-record files) or the next ``WARC/`` version mark (plain files: damage may have eaten the
+line break before it; after a record followed by no record header, the mark is looked for inside that
+record, whose Content-Length may have been too long), so every readable record after the damage is kept.
 A file that holds no readable record at all is counted as ``unreadable_file``.
 """
 
@@ -37,9 +39,11 @@ from fineforge.tasks.filter.remote import RemoteReadConfig, open_warc
 log = logging.getLogger(__name__)
 
 IDENTIFIED_TYPE = "WARC-Identified-Payload-Type"
+UNIQUE_HEADERS = ("warc-type", "warc-record-id")  # twice in one header: a damaged line joined two records
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_MEMBER_START = b"\x1f\x8b\x08"  # magic + deflate method: where a gzip member can begin
 WARC_HEADER_LINE = b"\nWARC/"  # a plain WARC record begins at a line "WARC/<version>"
+WARC_VERSION = b"WARC/"  # where a plain record may begin after damage (a damaged line may run into it)
 ARC_FILE_START = b"filedesc://"
 HEAD_BYTES = 4096  # how much of a file's start is looked at to tell gzip/plain and WARC/ARC apart
 SCAN_BLOCK_BYTES = 1 << 20  # how much is read at a time while looking for the next record
@@ -122,6 +126,9 @@ class _WarcFileReader:
         self.resyncable = True
         self.records_seen = 0  # intact records read from this file so far
         self.records_to_skip = 0  # records already handled before switching to whole-gzip reading
+        # the last plain WARC record's offset when what follows it is no record header: its Content-Length may
+        # have been too long, swallowing the start of the next record, which a resync must then look for inside it
+        self.overrun_from: int | None = None
 
     def documents(self) -> Iterator[Document]:
         head = self.fh.read(HEAD_BYTES)
@@ -158,7 +165,9 @@ class _WarcFileReader:
                         damage_at_start = damage  # counted once we know whether anything is readable
                     else:
                         self._corrupt(damage)
-                position = self._next_record_start(damage.offset + 1)
+                overrun = self.overrun_from if not damage.header_read else None
+                position = self._next_record_start((damage.offset if overrun is None else overrun) + 1)
+                self.overrun_from = None
                 scanning = True
         if self.start:
             return  # the file as a whole is judged by the range that begins it
@@ -197,8 +206,12 @@ class _WarcFileReader:
             self.end = None  # one gzip stream: its records have no compressed offsets to split by
             return self._switch_to_whole_gzip()
         self.counts["corrupt_record"] += 1
-        log.warning("%s: gzip members stop matching records in the range %d-%d; rest of the range skipped",
-                    self.uri, self.start, self.end)
+        log.warning(
+            "%s: gzip members stop matching records in the range %d-%d; rest of the range skipped",
+            self.uri,
+            self.start,
+            self.end,
+        )
         return None
 
     def _looks_gzipped(self, head: bytes) -> bool:
@@ -242,6 +255,7 @@ class _WarcFileReader:
             except Exception as e:  # warcio and zlib raise many kinds of errors on bad bytes
                 raise _Damage(offset, f"{type(e).__name__}: {e}".strip(), record is not None) from e
             self.records_seen += 1
+            self.overrun_from = offset if self._maybe_overran(records, record) else None
             if self.records_to_skip:
                 self.records_to_skip -= 1
                 continue
@@ -288,6 +302,9 @@ class _WarcFileReader:
     def _check_intact(self, records: _CheckedArchiveIterator, record: ArcWarcRecord, offset: int) -> None:
         """Read the rest of the record; raise _Damage unless it was complete and well-formed."""
         length_header = "Content-Length" if record.format == "warc" else "length"
+        names = Counter(name.lower() for name, _ in record.rec_headers.headers)
+        if record.format == "warc" and any(names[name] > 1 for name in UNIQUE_HEADERS):
+            raise _Damage(offset, "the headers of two records run together (damaged header)")
         if not (record.rec_headers.get_header(length_header) or "").strip().isdigit():
             raise _Damage(offset, f"record header without a valid {length_header} (truncated header?)")
         warnings = records.err_count
@@ -303,6 +320,12 @@ class _WarcFileReader:
             raise _Damage(offset, "gzip member ends early (truncated)")
         if any(problem.startswith("block digest") for problem in record.digest_checker.problems):
             raise _Damage(offset, "WARC-Block-Digest does not match the record")
+
+    def _maybe_overran(self, records: _CheckedArchiveIterator, record: ArcWarcRecord) -> bool:
+        """Whether a plain WARC record is followed by a whole line that is no record header."""
+        after = records.next_line or b""
+        plain = records.reader.decompressor is None and record.format == "warc"
+        return plain and after.endswith(b"\n") and not after.startswith(WARC_VERSION)
 
     def _check_nothing_left(self, end: int) -> None:
         """At the end of iteration: raise _Damage if bytes after the last record are not just blank lines.
@@ -321,7 +344,7 @@ class _WarcFileReader:
         if not self.resyncable:
             log.error("%s: cannot resynchronise inside a plain ARC file; rest of the file skipped", self.uri)
             return None
-        pattern, lead = (GZIP_MEMBER_START, 0) if self.gzipped else (WARC_HEADER_LINE, 1)
+        pattern = GZIP_MEMBER_START if self.gzipped else WARC_VERSION
         try:
             self.stream.seek(start)
             base, carry = start, b""
@@ -329,7 +352,7 @@ class _WarcFileReader:
                 window = carry + block
                 found = window.find(pattern)
                 if found >= 0:
-                    return base + found + lead
+                    return base + found
                 carry = window[-(len(pattern) - 1) :]
                 base += len(window) - len(carry)
         except Exception as e:  # a damaged whole-file gzip stream cannot be read past its damage
