@@ -39,11 +39,21 @@ def rendered_batch(template: ChatTemplate, conversations: Sequence[Sequence[dict
     return inputs, targets, mask
 
 
+def memorised(model: GPT, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> bool:
+    """Whether the model's most likely next token is the target at every trainable position of the batch: then
+    greedy decoding of each prompt writes its assistant turn exactly (given the same tool outputs)."""
+    inputs, targets, mask = batch
+    with torch.no_grad():
+        logits, _ = model(inputs)
+    return bool(((logits.argmax(-1) == targets) | (mask == 0)).all())
+
+
 def train_chat_model(template: ChatTemplate, conversations: Sequence[Sequence[dict]], steps: int,
                      shape: dict, learning_rate: float, batch_size: int | None = None, seed: int = 0,
-                     block_size: int = 512) -> GPT:
+                     block_size: int = 512, until_memorised: bool = False) -> GPT:
     """A `tiny`-preset GPT of `shape` trained `steps` steps at a constant learning rate on random batches of the
-    conversations (all of them when batch_size is None); returned in eval mode."""
+    conversations (all of them when batch_size is None); returned in eval mode. `until_memorised`: stop as soon as
+    it has `memorised` every conversation (checked every LOG_EVERY steps), whatever the machine's arithmetic."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **shape))
@@ -57,4 +67,8 @@ def train_chat_model(template: ChatTemplate, conversations: Sequence[Sequence[di
         optimizer.zero_grad(set_to_none=True)
         if step % LOG_EVERY == 0 or step == steps:
             log.info("step %d/%d: loss %.4f", step, steps, loss.item())
+        if until_memorised and step % LOG_EVERY == 0 and memorised(model, rendered_batch(template, conversations,
+                                                                                         block_size)):
+            log.info("every conversation memorised after %d steps", step)
+            break
     return model.eval()

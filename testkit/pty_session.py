@@ -30,6 +30,9 @@ class PtySession:
         pid, fd = pty.fork()
         if pid == 0:  # the child: exec the command on the terminal
             try:
+                # with Ctrl-C's default action, as a shell at a keyboard starts it (a test run started in the
+                # background, e.g. `pytest &`, has SIGINT ignored, and an ignored signal stays ignored past exec)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 if cwd:
                     os.chdir(cwd)
                 os.execvpe(argv[0], list(argv), env if env is not None else os.environ.copy())

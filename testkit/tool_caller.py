@@ -44,7 +44,7 @@ TURNS: dict[str, str] = {
     CRASH_QUESTION: call(CODE_START, CODE_END, "import os; os.abort()", "error: killed by SIGABRT") + "Oops.",
 }
 MODEL_SHAPE = dict(n_layer=2, n_head=2, n_embd=64)  # smaller than `tiny`: memorising four turns is enough
-TRAIN_STEPS = 200
+TRAIN_STEPS = 2000  # at most: training stops once every turn is memorised (700 steps, 13 s on a 2-core machine)
 LEARNING_RATE = 1e-2
 
 
@@ -58,7 +58,7 @@ def train_tool_caller(steps: int = TRAIN_STEPS, seed: int = 0, block_size: int =
     tokenizer = load_tokenizer("bytes")
     conversations = [conversation(q, a) for q, a in TURNS.items()]
     model = train_chat_model(ChatTemplate(tokenizer), conversations, steps, MODEL_SHAPE, LEARNING_RATE, seed=seed,
-                             block_size=block_size)
+                             block_size=block_size, until_memorised=True)
     return model, tokenizer
 
 
