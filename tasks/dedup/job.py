@@ -198,6 +198,13 @@ def minhash_duplicates(features: DataFrame) -> tuple[DataFrame, dict]:
     return removed, stats
 
 
+def _in_input_order(kept: DataFrame, files: int) -> DataFrame:
+    """The survivors laid out as their input: each input file's documents in one partition, in the file's order.
+    A join's output order depends on which map output arrives first, so without this the same input gave parts
+    in another order on a cluster (and token shards in another order after them)."""
+    return kept.repartition(max(files, 1), F.shiftright(KEY, ROW_BITS)).sortWithinPartitions(KEY)
+
+
 def _step(name: str, documents_in: int, dropped: int) -> dict:
     return {"name": name, "documents_in": documents_in, "documents_out": documents_in - dropped, "dropped": dropped}
 
@@ -267,7 +274,7 @@ def deduplicate_parquet(spark: SparkSession, input_dirs: list[Path], config: Ded
     kept = written_only(docs).where(F.length(F.coalesce("text", F.lit(""))) > 0)
     for removed in removed_parts:
         kept = kept.join(removed, KEY, "left_anti")
-    written = write_partitions(kept.select(*columns), output_dir)
+    written = write_partitions(_in_input_order(kept, len(write_files or files)).select(*columns), output_dir)
     if written["documents_out"] != remaining:
         raise RuntimeError(f"dedup wrote {written['documents_out']} documents, expected {remaining}")
     return stats | {"documents_out": remaining, "bytes_out": written["bytes_out"]}
@@ -280,7 +287,7 @@ class DedupStage(ConfiguredStage):
     config: DedupConfig
     inputs: list[StageOutput]
     name: ClassVar[str] = DEDUPLICATED
-    one_part_per_input: ClassVar[bool] = False  # parts are Spark partitions of the survivors
+    one_part_per_input: ClassVar[bool] = False  # a part holds the survivors of one or more input files
 
     def run(self, spark, output_dir: Path) -> dict[str, Any]:
         """Deduplicate all inputs; with `only`, write those files' survivors, compared against all the others."""
