@@ -4,8 +4,9 @@ process worker, an MLflow server on it with its artifacts in an S3 server (moto)
 cluster of two workers. The tiny `pipeline` deployment runs through them with its work dir in the S3 server:
 the data build on the cluster, tokenize, pretraining on two torchrun nodes (node 0 in the flow run, node 1 from
 `fineforge pipeline run` with node_rank 1), stage outputs and checkpoints committed to the bucket, MLflow's
-artifacts in the bucket. Then a data build loses a Spark worker mid-stage and still writes the same documents as
-the undisturbed build.
+artifacts in the bucket. The committed data stages and token shards, pulled from the bucket, equal those of a
+`local[2]` build of the same input in a local work dir. Then a data build loses a Spark worker mid-stage and
+still writes the same documents as the undisturbed build.
 
 Every "node" is this machine, so the work dir's staging folder (docs/scaling.md) is shared as on a cluster.
 """
@@ -22,8 +23,12 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
-from fineforge.tasks.common.object_store import STAGING_ENV, local_path
+from fineforge.flows.cli import app
+from fineforge.model.shards import load_manifest
+from fineforge.tasks.common.committed import pull
+from fineforge.tasks.common.object_store import local_path
 from fineforge.tasks.dedup.config import DEDUPLICATED
 from fineforge.tasks.filter.config import FILTERED
 from fineforge.tasks.scrub.config import SCRUBBED
@@ -76,8 +81,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture
 def workdir(stack, monkeypatch) -> str:
-    """The work dir every node shares, in the S3 server; this process stages it where the nodes do."""
-    monkeypatch.setenv(STAGING_ENV, str(stack.staging))
+    """The work dir every node shares, in the S3 server; this process reaches it and stages it as the nodes do."""
+    for name, value in stack.s3.env(stack.staging).items():
+        monkeypatch.setenv(name, value)
     return f"s3://{WORK_BUCKET}/work"
 
 
@@ -109,9 +115,10 @@ def completed(server: Server, run_id: str) -> dict:
 
 
 def test_pipeline_runs_through_every_service_and_a_build_survives_a_lost_worker(stack, workdir, shared_data,
-                                                                                 tmp_path):
+                                                                                 tmp_path, spark):
     server = stack.server
     config = pipeline_config(shared_data, workdir, stack.cluster)
+    earlier = {path for folder in stack.cluster.worker_dirs for path in folder.glob("app-*")}
     run = server.run_deployment("pipeline/tiny", {"config": config})
     node1 = start_node(config, 1, tmp_path, stack.node_env())
     try:
@@ -126,6 +133,8 @@ def test_pipeline_runs_through_every_service_and_a_build_survives_a_lost_worker(
     committed = stack.s3.keys(WORK_BUCKET, "work/")
     assert any(key.endswith("/_COMMITTED.json") for key in committed), committed  # the stages' outputs
     assert any("/step_" in key and key.endswith("/model.safetensors") for key in committed), committed
+    check_both_workers_ran_tasks(stack.cluster, earlier)
+    check_store_equals_local_build(config, tmp_path)
     check_lost_worker_build(stack, config, shared_data, f"s3://{WORK_BUCKET}/lost-worker")
 
 
@@ -145,6 +154,39 @@ def check_tracking(stack: Stack, flow_run_id: str) -> None:
     keys = stack.s3.keys(BUCKET, f"{ARTIFACTS_PREFIX}/")
     assert any(key.endswith("/checkpoint/model.safetensors") for key in keys), keys
     assert any(key.endswith("/report.md") for key in keys), keys
+
+
+def check_both_workers_ran_tasks(cluster: Cluster, earlier: set[Path]) -> None:
+    """The pipeline's Spark work ran in executors that both workers launched, not in the driver."""
+    for folder in cluster.worker_dirs:
+        logs = [p for app in folder.glob("app-*") if app not in earlier for p in app.glob("*/stderr")]
+        assert any("Running task" in log.read_text(errors="replace") for log in logs), f"{folder.name} ran no task"
+
+
+def check_store_equals_local_build(pipeline: dict, tmp_path: Path) -> None:
+    """The data stages and token shards committed to the bucket by the cluster equal a `local[2]` build of the same
+    input in a local work dir (`fineforge data build` and `tokens build` in this process)."""
+    local, pulled = tmp_path / "local", tmp_path / "pulled"
+    build = {**pipeline["data_build"], "workdir": str(local), "spark": {"master": "local[2]"}, "mlflow": False}
+    (tmp_path / "local-build.json").write_text(json.dumps(build))
+    runner = CliRunner()
+    built = runner.invoke(app, ["data", "build", "--config", str(tmp_path / "local-build.json")])
+    assert built.exit_code == 0, built.output
+    dump, tokens = pipeline["data_build"]["dump"], pipeline["tokenize"]
+    tokenized = runner.invoke(app, ["tokens", "build", "--workdir", str(local), "--name", tokens["name"],
+                                    "--tokenizer", tokens["tokenizer"], "--val-fraction", str(tokens["val_fraction"]),
+                                    "--spark-master", "local[2]"])  # fmt: skip
+    assert tokenized.exit_code == 0, tokenized.output
+    for stage in (FILTERED, DEDUPLICATED, SCRUBBED):
+        assert pull(f"{pipeline['workdir']}/{dump}/{stage}", pulled / stage) is not None, f"{stage} not committed"
+        assert stage_output(pulled / stage) == stage_output(local / dump / stage), stage
+    assert stage_output(local / dump / SCRUBBED)[0], "the sample WARCs hold documents that pass every filter"
+    pull(f"{pipeline['workdir']}/tokens/{tokens['name']}", pulled / "tokens")
+    local_tokens = local / "tokens" / tokens["name"]
+    remote, expected = load_manifest(pulled / "tokens", verify=True), load_manifest(local_tokens)
+    assert remote["shards"] == expected["shards"] and remote["tokens"] == expected["tokens"]
+    assert [p.read_bytes() for p in sorted((pulled / "tokens").glob("*.bin"))] == [
+        p.read_bytes() for p in sorted(local_tokens.glob("*.bin"))]
 
 
 def check_lost_worker_build(stack: Stack, pipeline: dict, shared_data: Path, workdir: str) -> None:
