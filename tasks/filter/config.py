@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from fineforge.tasks.common.word_tokenizer import shared_word_tokenizer
+from fineforge.tasks.filter.payload_type import HtmlRecords
 from fineforge.tasks.filter.remote import RemoteReadConfig
 from fineforge.tasks.filter.warc_ranges import DEFAULT_RANGE_BYTES, MIN_RANGE_BYTES
 
@@ -180,6 +181,11 @@ class FilterConfig(BaseModel):
     c4_quality: C4QualitySettings = Field(default_factory=C4QualitySettings)
     fineweb_quality: FineWebQualitySettings = Field(default_factory=FineWebQualitySettings)
     remote: RemoteReadConfig = Field(default_factory=RemoteReadConfig, description="How remote WARC files are read.")
+    html_records: HtmlRecords = Field(
+        "content-type", description="Which responses are HTML pages: content-type trusts the HTTP Content-Type and "
+        "reads HTTP 200 only (tasks.filter.payload_type); datatrove decides as datatrove's WarcReader does "
+        "(identified payload type, else libmagic; every status) - the FineWeb-exact configuration.",
+    )  # fmt: skip
     warc_range_bytes: int | None = Field(
         DEFAULT_RANGE_BYTES, ge=MIN_RANGE_BYTES,
         description="Gzip WARC files larger than this are read as ranges of this many bytes, one Spark task each "
