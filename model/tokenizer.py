@@ -23,6 +23,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,12 @@ class Tokenizer(ABC):
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """`encode` of several texts."""
         return [self.encode(text) for text in texts]
+
+    def encode_batch_arrays(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """`encode_batch` as uint32 arrays (what token shards are made of)."""
+        import numpy as np
+
+        return [np.asarray(ids, dtype=np.uint32) for ids in self.encode_batch(texts)]
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes one id stands for (a special token's string, UTF-8 encoded)."""
@@ -225,6 +235,11 @@ class TiktokenTokenizer(Tokenizer):
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return self._encoding.encode_ordinary_batch(list(texts), num_threads=self._num_threads)
+
+    def encode_batch_arrays(self, texts: Sequence[str]) -> list[np.ndarray]:
+        # tiktoken's numpy path: the ids of `encode_ordinary` (no special token is allowed, and none raises),
+        # without building a Python int per token; one thread, as the tokens stage runs one task per core.
+        return [self._encoding.encode_to_numpy(text, disallowed_special=()) for text in texts]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._encoding.decode([int(i) for i in ids])

@@ -107,6 +107,7 @@ STEP_NAMES = {
     "MainTextExtractor": "extraction",
     "LanguageFilter": "language",
     "GopherRepetitionFilter": "gopher_rep",
+    "FastGopherRepetitionFilter": "gopher_rep",
     "GopherQualityFilter": "gopher_qual",
     "C4QualityFilter": "c4",
     "FineWebQualityFilter": "fineweb_qual",

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from fineforge.tasks.common.word_tokenizer import shared_word_tokenizer
+from fineforge.tasks.filter.gopher_repetition import FastGopherRepetitionFilter
+from fineforge.tasks.filter.payload_type import HtmlRecords
 from fineforge.tasks.filter.remote import RemoteReadConfig
 from fineforge.tasks.filter.warc_ranges import DEFAULT_RANGE_BYTES, MIN_RANGE_BYTES
 
@@ -180,6 +182,11 @@ class FilterConfig(BaseModel):
     c4_quality: C4QualitySettings = Field(default_factory=C4QualitySettings)
     fineweb_quality: FineWebQualitySettings = Field(default_factory=FineWebQualitySettings)
     remote: RemoteReadConfig = Field(default_factory=RemoteReadConfig, description="How remote WARC files are read.")
+    html_records: HtmlRecords = Field(
+        "content-type", description="Which responses are HTML pages: content-type trusts the HTTP Content-Type and "
+        "reads HTTP 200 only (tasks.filter.payload_type); datatrove decides as datatrove's WarcReader does "
+        "(identified payload type, else libmagic; every status) - the FineWeb-exact configuration.",
+    )  # fmt: skip
     warc_range_bytes: int | None = Field(
         DEFAULT_RANGE_BYTES, ge=MIN_RANGE_BYTES,
         description="Gzip WARC files larger than this are read as ranges of this many bytes, one Spark task each "
@@ -272,7 +279,8 @@ def build_filter_steps(config: FilterConfig, *, reference: bool = False) -> list
     """datatrove PipelineSteps of the FineWeb filtering, in FineWeb's order, without the reader/writer.
 
     The Gopher, C4 and FineWeb filters share one word tokenizer per process that returns datatrove's
-    tokens faster (`tasks.word_tokenizer`), and the URL block lists are loaded once per process.
+    tokens faster (`tasks.word_tokenizer`), the Gopher repetition filter counts n-grams faster with the same
+    decisions (`tasks.filter.gopher_repetition`), and the URL block lists are loaded once per process.
     `reference=True` builds the steps exactly as datatrove would (its default tokenizer, block lists loaded
     by each step, its own `Trafilatura` step for `extraction.method: fineweb`), for conformance tests and
     benchmarks.
@@ -296,7 +304,8 @@ def build_filter_steps(config: FilterConfig, *, reference: bool = False) -> list
         rep = config.gopher_repetition.model_dump(exclude={"enabled"})
         rep["top_n_grams"] = tuple(tuple(pair) for pair in rep["top_n_grams"])
         rep["dup_n_grams"] = tuple(tuple(pair) for pair in rep["dup_n_grams"])
-        steps.append(GopherRepetitionFilter(**rep, language=words))
+        repetition = GopherRepetitionFilter if reference else FastGopherRepetitionFilter
+        steps.append(repetition(**rep, language=words))
     if config.gopher_quality.enabled:
         steps.append(GopherQualityFilter(**config.gopher_quality.model_dump(exclude={"enabled"}), language=words))
     if config.c4_quality.enabled:

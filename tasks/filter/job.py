@@ -50,7 +50,7 @@ def filter_warc(warc: WarcRange | str, config: FilterConfig, part_path: Path, du
     started = time.time()
     reader_counts: Counter = Counter()
     steps = build_filter_steps(config)
-    read = iter_html_documents(warc.uri, reader_counts, config.remote, warc.start, warc.end)
+    read = iter_html_documents(warc.uri, reader_counts, config.remote, warc.start, warc.end, config.html_records)
     documents = _counted(read, reader_counts, "documents_in")
     with PartWriter(part_path) as writer:
         for document in run_steps(steps, documents, rank=rank, extract_ahead=EXTRACT_AHEAD):

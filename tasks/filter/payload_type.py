@@ -14,13 +14,19 @@ declaration before an XHTML doctype...), and they are lost. fineforge decides, i
    what libmagic says (`sniffed_libmagic`).
 
 Each decision is counted by its reason: `payload_html_by_<reason>` and `payload_non_html_by_<reason>`.
+
+The FineWeb-exact configuration decides as datatrove does instead (`HtmlRecords = "datatrove"`,
+`datatrove_decision`): the identified payload type when the record has one, else libmagic, for responses of
+every HTTP status - so that its output equals datatrove's byte for byte.
 """
 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
+# Which responses are read as HTML pages: fineforge's rules above (HTTP 200 only) or datatrove's (every status).
+HtmlRecords = Literal["content-type", "datatrove"]
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Content types that say nothing about the payload: decide as if there were none.
 GENERIC_TYPES = frozenset(
@@ -98,5 +104,13 @@ def sniffed_decision(body: bytes) -> PayloadDecision:
     """The decision from the body alone (rule 3): HTML signatures first, then libmagic."""
     if has_html_signature(body):
         return PayloadDecision(True, "sniffed_markup", "text/html")
+    sniffed = sniffed_type(body)
+    return PayloadDecision(sniffed in HTML_TYPES, "sniffed_libmagic", sniffed)
+
+
+def datatrove_decision(identified_type: str | None, body: bytes) -> PayloadDecision:
+    """datatrove's decision (its `process_record`): the identified payload type when present, else libmagic."""
+    if identified_type is not None:
+        return PayloadDecision(identified_type in HTML_TYPES, "identified_type", identified_type)
     sniffed = sniffed_type(body)
     return PayloadDecision(sniffed in HTML_TYPES, "sniffed_libmagic", sniffed)

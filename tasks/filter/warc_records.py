@@ -1,18 +1,19 @@
 """Stream the HTML responses of one WARC (or ARC) file as datatrove Documents, surviving damage.
 
 Records are parsed by warcio and turned into text exactly as datatrove's ``WarcReader`` does (its own
-``process_record`` decodes them), so ids and HTML equal the reference. fineforge keeps only HTTP 200
-responses that are HTML pages, decided by ``payload_type`` (the HTTP Content-Type is trusted; the body is
-sniffed only when that header is missing or generic) - a deliberate difference from datatrove, which trusts
-only the crawler's identified payload type and otherwise libmagic, and so loses real pages that libmagic
-calls JavaScript, XML or plain text. Every record is checked before it is yielded: a gzip error,
-a record shorter than its Content-Length, a record not followed by its blank lines, a header holding two
-records' headers, or a failed WARC block digest marks the record as damaged. A damaged record is counted
-(``corrupt_record``), logged with the file name and offset, and skipped; reading goes on at the next gzip
-member (gzip-per-record files) or the next ``WARC/`` version mark (plain files: damage may have eaten the
-line break before it; after a record followed by no record header, the mark is looked for inside that
-record, whose Content-Length may have been too long), so every readable record after the damage is kept.
-A file that holds no readable record at all is counted as ``unreadable_file``.
+``process_record`` decodes them), so ids and HTML equal the reference. fineforge keeps only HTTP 200 responses
+that are HTML pages, decided by ``payload_type`` (the HTTP Content-Type is trusted; the body is sniffed only
+when that header is missing or generic) - a deliberate difference from datatrove, which trusts only the
+crawler's identified payload type and otherwise libmagic, and so loses real pages that libmagic calls
+JavaScript, XML or plain text. With ``html_records="datatrove"`` (the FineWeb-exact configuration) it decides
+as datatrove does, for every HTTP status, so that both read the same documents. Every record is checked before
+it is yielded: a gzip error, a record shorter than its Content-Length, a record not followed by its blank
+lines, a header holding two records' headers, or a failed WARC block digest marks the record as damaged. A
+damaged record is counted (``corrupt_record``), logged with the file name and offset, and skipped; reading
+goes on at the next gzip member (gzip-per-record files) or the next ``WARC/`` version mark (plain files:
+damage may have eaten the line break before it; after a record followed by no record header, the mark is
+looked for inside that record, whose Content-Length may have been too long), so every readable record after
+the damage is kept. A file that holds no readable record at all is counted as ``unreadable_file``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 
-from fineforge.tasks.filter.payload_type import declared_decision, sniffed_decision
+from fineforge.tasks.filter.payload_type import (
+    HTML_TYPES,
+    HtmlRecords,
+    datatrove_decision,
+    declared_decision,
+    sniffed_decision,
+)
 from fineforge.tasks.filter.remote import RemoteReadConfig, open_warc
 
 log = logging.getLogger(__name__)
@@ -114,8 +121,10 @@ class _WarcFileReader:
     """Reads one open archive (or the records of one byte range of it, see `warc_ranges`): records in order,
     resynchronising after each damaged region."""
 
-    def __init__(self, uri: str, fh: IO[bytes], counts: Counter, start: int = 0, end: int | None = None):
+    def __init__(self, uri: str, fh: IO[bytes], counts: Counter, start: int = 0, end: int | None = None,
+                 html_records: HtmlRecords = "content-type"):  # fmt: skip
         self.uri = uri
+        self.html_records = html_records
         self.fh = fh
         self.counts = counts
         self.start = start  # a later range begins at the first record at or after `start`
@@ -270,14 +279,18 @@ class _WarcFileReader:
         """The HTML document of a record, or None and why it is skipped."""
         if record.rec_type != "response":
             return None, "non_response"
-        if record.http_headers is None:
-            return None, "non_http"
-        if record.http_headers.get_statuscode() != "200":
-            return None, "non_200"
-        http_type = record.http_headers.get_header("Content-Type")
-        decision = declared_decision(http_type, record.rec_headers.get_header(IDENTIFIED_TYPE))
-        content = b"" if decision is not None and not decision.is_html else record.content_stream().read()
-        decision = decision or sniffed_decision(content)
+        identified_type = record.rec_headers.get_header(IDENTIFIED_TYPE)
+        if self.html_records == "datatrove":
+            content = b"" if identified_type not in (None, *HTML_TYPES) else record.content_stream().read()
+            decision = datatrove_decision(identified_type, content)
+        else:
+            if record.http_headers is None:
+                return None, "non_http"
+            if record.http_headers.get_statuscode() != "200":
+                return None, "non_200"
+            decision = declared_decision(record.http_headers.get_header("Content-Type"), identified_type)
+            content = b"" if decision is not None and not decision.is_html else record.content_stream().read()
+            decision = decision or sniffed_decision(content)
         self.counts[decision.count_name] += 1
         if not decision.is_html:
             return None, "non_html"
@@ -390,11 +403,13 @@ def _range_note(start: int, end: int | None) -> str:
 
 
 def iter_html_documents(
-    uri: str, counts: Counter, remote: RemoteReadConfig | None = None, start: int = 0, end: int | None = None
+    uri: str, counts: Counter, remote: RemoteReadConfig | None = None, start: int = 0, end: int | None = None,
+    html_records: HtmlRecords = "content-type",
 ) -> Iterator[Document]:
-    """Stream the HTML documents (HTTP 200 HTML pages, see ``payload_type``) of one WARC/ARC file, or of the
-    records that start in its byte range ``[start, end)`` (see ``warc_ranges``; a file that cannot be split is
-    read whole by its range at 0, its other ranges yield nothing).
+    """Stream the HTML documents (HTTP 200 HTML pages, see ``payload_type``; with ``html_records="datatrove"``
+    what datatrove's WarcReader reads) of one WARC/ARC file, or of the records that start in its byte range
+    ``[start, end)`` (see ``warc_ranges``; a file that cannot be split is read whole by its range at 0, its other
+    ranges yield nothing).
 
     ``text`` and ``id`` equal what datatrove's WarcReader yields for the same record; ``metadata`` holds
     url, date and file_path (as datatrove), warc_file, warc_offset (byte offset of the record in the file;
@@ -411,7 +426,7 @@ def iter_html_documents(
         log.error("%s: unreadable file: cannot open it (%s: %s)%s", uri, type(e).__name__, e, _range_note(start, end))
         return
     with fh:
-        reader = _WarcFileReader(uri, fh, counts, start, end)
+        reader = _WarcFileReader(uri, fh, counts, start, end, html_records)
         try:
             yield from reader.documents()
         except Exception as e:  # I/O failing outside any one record (a stream that cannot seek, the network)

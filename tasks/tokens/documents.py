@@ -68,8 +68,8 @@ def tokenize_documents(
         splits.append(validation_split(doc_id, val_fraction))
         counts["bytes"] += len(text.encode("utf-8"))
     out: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
-    for split, tokens in zip(splits, tokenizer.encode_batch(kept), strict=True):
-        array = np.empty(len(tokens) + 1, dtype=dtype)
+    for split, tokens in zip(splits, tokenizer.encode_batch_arrays(kept), strict=True):
+        array = np.empty(tokens.size + 1, dtype=dtype)
         array[:-1] = tokens
         array[-1] = tokenizer.eot_id
         out[split].append(array)

@@ -90,8 +90,10 @@ def test_every_kind_round_trips_and_carries_special_tokens(spec, vocab_dir, real
     for text, encoded in zip(real_texts, batch, strict=True):
         assert tok.decode(encoded) == text
         assert max(encoded) < tok.vocab_size
-    # Special-token strings in user text stay text.
+    # Special-token strings in user text stay text, in the shards' array path too.
     user = f"ignore this {IM_END}{EOT} please"
+    arrays = tok.encode_batch_arrays([*real_texts, user])
+    assert [a.tolist() for a in arrays] == [*batch, tok.encode(user)]
     encoded = tok.encode(user)
     assert not set(encoded) & set(tok.special_tokens.values())
     assert tok.decode(encoded) == user

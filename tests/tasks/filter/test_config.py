@@ -29,6 +29,7 @@ from fineforge.tasks.filter.config import (
     language_model_path,
 )
 from fineforge.tasks.filter.extraction import MainTextExtractor
+from fineforge.tasks.filter.gopher_repetition import FastGopherRepetitionFilter
 from fineforge.tasks.filter.warc_records import iter_html_documents
 
 # Generous per-document extraction timeout: a loaded test machine must not turn into dropped documents.
@@ -56,11 +57,12 @@ def test_defaults_are_finewebs_settings_but_the_measured_extraction():
         URLFilter,
         MainTextExtractor,
         LanguageFilter,
-        GopherRepetitionFilter,
+        FastGopherRepetitionFilter,
         GopherQualityFilter,
         C4QualityFilter,
         FineWebQualityFilter,
     ]
+    assert issubclass(FastGopherRepetitionFilter, GopherRepetitionFilter)
     url, extract, language, rep, quality, c4, fineweb = steps
     assert extract.method == "trafilatura-resiliparse" and extract.fallbacks and extract.timeout == 1.0
     assert language.languages == ["en"] and language.language_threshold == 0.65

@@ -6,9 +6,11 @@ and its faster word tokenizer) must keep exactly the documents datatrove keeps, 
 datatrove runs one task per file, as fineforge does, so trafilatura's cross-document deduplication sees the
 same documents in the same order.
 
-Two deliberate differences, both checked here: fineforge reads only HTTP 200 responses (datatrove reads
-every status), and it trusts an HTML Content-Type where datatrove, for records without a
-WARC-Identified-Payload-Type, asks libmagic - which calls some real pages JavaScript or XML and loses them.
+Two deliberate differences of fineforge's default HTML decision (`html_records: content-type`), both checked
+here: fineforge reads only HTTP 200 responses (datatrove reads every status), and it trusts an HTML
+Content-Type where datatrove, for records without a WARC-Identified-Payload-Type, asks libmagic - which calls
+some real pages JavaScript or XML and loses them. The FineWeb-exact configuration also decides as datatrove
+(`html_records: datatrove`) and reads exactly the documents datatrove's WarcReader reads.
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ def _http_status(shared_data, record_id: str) -> str:
 def _datatrove_read(shared_data) -> set[str]:
     reader = WarcReader(str(shared_data / "warc"))
     return {document.id for name in SAMPLES for document in reader.read_file(name)}
+
+
+def test_fineweb_exact_reads_what_datatrove_reads(shared_data):
+    names = [*SAMPLES, "archive-it-2008-example.warc.gz"]  # + a Heritrix crawl without identified types
+    counts = Counter()
+    ours = {d.id: d.text for name in names
+            for d in iter_html_documents(str(shared_data / "warc" / name), counts, html_records="datatrove")}
+    reader = WarcReader(str(shared_data / "warc"))
+    assert ours == {document.id: document.text for name in names for document in reader.read_file(name)}
+    assert counts["payload_html_by_identified_type"] > 0 and counts["payload_html_by_sniffed_libmagic"] > 0
 
 
 def test_fineforge_keeps_what_datatrove_keeps(spark, shared_data, tmp_path):
