@@ -83,6 +83,8 @@ class Training:
     shape: dict = field(default_factory=lambda: dict(n_layer=2, n_head=2, n_embd=64))
     batch_size: int = 32
     learning_rate: float = 3e-3  # at 0.01 the code model's loss stalled near 1.0 and it never copied exactly
+    warmup_steps: int = 100
+    decay: str = "cosine"  # to a tenth of the learning rate by the last step
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,8 @@ def train(tokenizer: Tokenizer, records: list[ConversationRecord], settings: Tra
     started, cpu = time.perf_counter(), cpu_seconds()
     model = train_chat_model(ChatTemplate(tokenizer), [r.messages for r in records], settings.steps,
                              settings.shape, settings.learning_rate, batch_size=settings.batch_size,
-                             block_size=settings.block_size)
+                             block_size=settings.block_size, decay=settings.decay,
+                             warmup_steps=settings.warmup_steps)
     return model, {"train_s": time.perf_counter() - started, "train_cpu_s": cpu_seconds() - cpu}
 
 
@@ -230,6 +233,8 @@ def compare(half: Half, tokenizer: Tokenizer) -> list[dict]:
         for task, records in half.tests.items():
             rows.append({"task": task, "variant": variant, "tool": tool, **seconds,
                          "left_out": half.left_out[task], **accuracy(model, tokenizer, records, half)})
+            log.info("%s, %s: %d of %d right, e.g. %r", task, variant, rows[-1]["correct"], rows[-1]["total"],
+                     rows[-1]["example"])
     return rows
 
 

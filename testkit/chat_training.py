@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 import torch
 
+from fineforge.model import optim
 from fineforge.model.chat import ChatTemplate, Conversation
 from fineforge.model.gpt import GPT, GPTConfig
-from fineforge.model.optim import adamw
+from fineforge.model.trainer import TrainerConfig
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 100
@@ -50,17 +51,23 @@ def memorised(model: GPT, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def train_chat_model(template: ChatTemplate, conversations: Sequence[Sequence[dict]], steps: int,
                      shape: dict, learning_rate: float, batch_size: int | None = None, seed: int = 0,
-                     block_size: int = 512, until_memorised: bool = False) -> GPT:
-    """A `tiny`-preset GPT of `shape` trained `steps` steps at a constant learning rate on random batches of the
-    conversations (all of them when batch_size is None); returned in eval mode. `until_memorised`: stop as soon as
-    it has `memorised` every conversation (checked every LOG_EVERY steps), whatever the machine's arithmetic."""
+                     block_size: int = 512, until_memorised: bool = False, decay: str = "constant",
+                     warmup_steps: int = 0) -> GPT:
+    """A `tiny`-preset GPT of `shape` trained `steps` steps on random batches of the conversations (all of them
+    when batch_size is None) at the stages' schedule (`warmup_steps` of linear warm-up, then a `decay` to a tenth
+    of the learning rate; constant by default); returned in eval mode. `until_memorised`: stop as soon as it has
+    `memorised` every conversation (checked every LOG_EVERY steps), whatever the machine's arithmetic."""
+    schedule = TrainerConfig(run_dir="", max_steps=steps, lr=learning_rate, min_lr=learning_rate / 10,
+                             warmup_steps=warmup_steps, decay=decay)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **shape))
-    optimizer = adamw(model, weight_decay=0.0, lr=learning_rate, betas=(0.9, 0.95), device_type="cpu")
+    optimizer = optim.adamw(model, weight_decay=0.0, lr=learning_rate, betas=(0.9, 0.95), device_type="cpu")
     everything = rendered_batch(template, conversations, block_size) if batch_size is None else None
     for step in range(1, steps + 1):
         batch = everything or rendered_batch(template, rng.sample(conversations, batch_size), block_size)
+        for group in optimizer.param_groups:
+            group["lr"] = optim.learning_rate(step - 1, schedule)
         _, loss = model(batch[0], targets=batch[1], loss_mask=batch[2])
         loss.backward()
         optimizer.step()
