@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
+from fineforge.model import optim
 from fineforge.model.chat import ChatTemplate, Conversation
 from fineforge.model.gpt import GPT, GPTConfig
-from fineforge.model.optim import adamw
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 100
@@ -48,19 +48,30 @@ def memorised(model: GPT, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return bool(((logits.argmax(-1) == targets) | (mask == 0)).all())
 
 
+def scheduled_rate(step: int, steps: int, peak: float, warmup_steps: int, anneal_steps: int) -> float:
+    """The learning rate of step `step` (0-based): a linear warm-up to `peak`, constant, then a linear decay to 0
+    over the last `anneal_steps` (a cosine decay from the start slowed the tiny models' learning to copy)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    return peak * min(1.0, (steps - step) / anneal_steps) if anneal_steps else peak
+
+
 def train_chat_model(template: ChatTemplate, conversations: Sequence[Sequence[dict]], steps: int,
                      shape: dict, learning_rate: float, batch_size: int | None = None, seed: int = 0,
-                     block_size: int = 512, until_memorised: bool = False) -> GPT:
-    """A `tiny`-preset GPT of `shape` trained `steps` steps at a constant learning rate on random batches of the
-    conversations (all of them when batch_size is None); returned in eval mode. `until_memorised`: stop as soon as
-    it has `memorised` every conversation (checked every LOG_EVERY steps), whatever the machine's arithmetic."""
+                     block_size: int = 512, until_memorised: bool = False, warmup_steps: int = 0,
+                     anneal_steps: int = 0) -> GPT:
+    """A `tiny`-preset GPT of `shape` trained `steps` steps on random batches of the conversations (all of them
+    when batch_size is None) at `scheduled_rate`; returned in eval mode. `until_memorised`: stop as soon as it has
+    `memorised` every conversation (checked every LOG_EVERY steps), whatever the machine's arithmetic."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **shape))
-    optimizer = adamw(model, weight_decay=0.0, lr=learning_rate, betas=(0.9, 0.95), device_type="cpu")
+    optimizer = optim.adamw(model, weight_decay=0.0, lr=learning_rate, betas=(0.9, 0.95), device_type="cpu")
     everything = rendered_batch(template, conversations, block_size) if batch_size is None else None
     for step in range(1, steps + 1):
         batch = everything or rendered_batch(template, rng.sample(conversations, batch_size), block_size)
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_rate(step - 1, steps, learning_rate, warmup_steps, anneal_steps)
         _, loss = model(batch[0], targets=batch[1], loss_mask=batch[2])
         loss.backward()
         optimizer.step()

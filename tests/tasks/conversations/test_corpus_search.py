@@ -10,6 +10,8 @@ from fineforge.tasks.conversations.corpus_search import (
     BLANK,
     DUPLICATE_QUESTION,
     NOT_IN_RESULTS,
+    QUERY_WORDS,
+    Fact,
     corpus_search_conversations,
     name_span,
     number_span,
@@ -41,6 +43,12 @@ def test_the_facts_of_a_sentence():
     assert list(sentences(text)) == ["A real sentence with enough words here."]
 
 
+def test_the_query_is_the_sentences_longest_words_in_order():
+    sentence = "The abbey of Saint Gallen was founded in 1578 by Irish monks."
+    fact = Fact("doc", sentence, "number", *number_span(sentence))
+    assert fact.query == "abbey Saint Gallen founded"  # 5 letters: the first two of abbey, Saint, Irish, monks
+
+
 def test_conversations_show_the_real_results_and_an_answer_taken_from_them(search_corpus):
     counts = SourceCounts()
     records = list(corpus_search_conversations(search_corpus, k=3, per_document=3, seed=0, counts=counts))
@@ -58,7 +66,10 @@ def test_conversations_show_the_real_results_and_an_answer_taken_from_them(searc
         assert results == search(query)  # exactly what the runtime pastes for this query
         assert sentence in results
         assert after == f"The answer is {record.answer}." and stated_answer(reply) == record.answer
-        assert query == " ".join(cloze.replace(BLANK, " ").split())
+        words, keywords = re.findall(r"\w+", cloze.replace(BLANK, " ")), query.split()
+        assert keywords == [w for w in dict.fromkeys(words) if w in keywords]  # distinct, in the sentence's order
+        assert len(keywords) == min(QUERY_WORDS, len(set(words)))
+        assert min(map(len, keywords)) >= max((len(w) for w in words if w not in keywords), default=0)
         ids, mask = template.render(Conversation.from_messages(record.messages))
         assert sum(mask) == len(query.encode()) + len(after.encode()) + 3  # the results are masked
         kinds.add(record.id.rsplit("-", 1)[1])
