@@ -88,6 +88,19 @@ class PtySession:
         """Press Ctrl-C."""
         os.write(self.fd, CTRL_C)
 
+    def interrupt_until(self, text: str, timeout: float = 120.0, every: float = 10.0) -> str:
+        """Press Ctrl-C at a prompt until `text` appears; return the output up to it. A Ctrl-C that lands between
+        the prompt's print and the read's wait for a key is only acted on at the next key (Python checks its
+        signal flag when the wait is interrupted): a person never presses it that fast, a loaded test may."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.interrupt()
+            try:
+                return self.expect(text, timeout=min(every, max(deadline - time.monotonic(), 0.1)))
+            except AssertionError:
+                if time.monotonic() >= deadline:
+                    raise
+
     def wait(self, timeout: float = 60.0) -> int:
         """Read to the end and return the exit status (a negative signal number when killed)."""
         deadline = time.monotonic() + timeout
