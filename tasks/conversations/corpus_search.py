@@ -9,11 +9,12 @@ a blank, and the question asks for it:
 
     user:      Which number is missing from this sentence of the corpus? "The abbey of Saint Gallen was
                founded in ___ by Irish monks."
-    assistant: <SEARCH_START>abbey Saint Gallen founded<SEARCH_END>
+    assistant: <SEARCH_START>The abbey of Saint Gallen was founded in by Irish monks.<SEARCH_END>
                <OUTPUT_START>[1] title (url)\npassage ...<OUTPUT_END>The answer is 1578.
 
-The query is a few keywords: the sentence's longest words (as a rule its rarest, which a search engine finds
-it by; a short query is also one a small model can copy). The output block is what `CorpusSearch` returns
+The query is the sentence without its answer, as a user pastes it into a search engine (a model copies it
+from the question in one piece; the sentence's 4 longest words as keywords were a choice tiny models did not
+learn to copy). The output block is what `CorpusSearch` returns
 for it, the real top-k passages as the runtime pastes them. A question whose sentence is not in those results is
 dropped and counted (`not_in_results`), as is a sentence asked before (`duplicate_question`, boilerplate
 repeated across pages). The control variant (`tool=False`) answers the same questions directly. Each
@@ -48,7 +49,6 @@ SENTENCE_END = (".", "!", "?")
 NUMBER = re.compile(r"(?<![\w.,:/-])(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w]|[.,:/-]\d)")
 WORD = re.compile(r"\w+")
 MIN_NAME_LETTERS = 3
-QUERY_WORDS = 4  # the query: the sentence's longest words, as a rule its rarest, which find it
 
 QUESTIONS: dict[str, tuple[str, ...]] = {
     "number": ('Which number is missing from this sentence of the corpus? "{cloze}"',
@@ -79,11 +79,9 @@ class Fact:
 
     @property
     def query(self) -> str:
-        """What the assistant searches for: the QUERY_WORDS longest words of the sentence without its answer
-        (the first of equally long ones), in the sentence's order."""
-        words = list(dict.fromkeys(WORD.findall(self.sentence[: self.start] + " " + self.sentence[self.end :])))
-        longest = set(sorted(words, key=len, reverse=True)[:QUERY_WORDS])
-        return " ".join(word for word in words if word in longest)
+        """What the assistant searches for: the sentence without its answer, as a user pastes it into a search
+        engine (a small model copies it from the question in one piece; a choice of keywords it did not learn)."""
+        return " ".join((self.sentence[: self.start] + self.sentence[self.end :]).split())
 
 
 def sentences(text: str) -> Iterator[str]:
