@@ -43,7 +43,7 @@ SANDBOX_TMP = "/tmp"
 READ_CHUNK = 65536
 
 WALL_TIME, CPU_TIME, OUTPUT, MEMORY, PROCESSES, DISK = "wall_time", "cpu_time", "output", "memory", "processes", "disk"
-# What the code's last stderr line says when it met a limit it could observe as an exception.
+# What the code's stderr says when it met a limit it could observe as an exception.
 LIMIT_MARKERS = {
     MEMORY: ("MemoryError",),
     PROCESSES: ("BlockingIOError: [Errno 11]", "can't start new thread"),
@@ -254,7 +254,7 @@ class PythonSandbox:
             limit = CPU_TIME
         last = last_line(stderr)
         if limit is None and returncode != 0:
-            limit = next((name for name, markers in LIMIT_MARKERS.items() if any(m in last for m in markers)), None)
+            limit, last = observed_limit(stderr) or (None, last)
         lim = self.limits
         messages = {
             WALL_TIME: f"wall-clock limit of {lim.wall_seconds:g} s reached: the program and every process it "
@@ -289,6 +289,16 @@ def last_line(text: str) -> str:
     """The last non-empty line (a traceback's exception line)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
+
+
+def observed_limit(stderr: str) -> tuple[str, str] | None:
+    """The limit a stderr line names and that line, the latest first. Several processes (a fork bomb's) write
+    their tracebacks at once, so the line that names the limit is not always the last one."""
+    for line in reversed(stderr.splitlines()):
+        for name, markers in LIMIT_MARKERS.items():
+            if any(marker in line for marker in markers):
+                return name, line.strip()
+    return None
 
 
 def has_exited(proc: subprocess.Popen) -> bool:

@@ -157,6 +157,19 @@ def test_fork_bomb_hits_the_process_limit_quickly(sandbox):
     assert time.monotonic() - started < LIMITS.wall_seconds
 
 
+def test_a_limit_named_above_interleaved_tracebacks_is_still_found(sandbox):
+    # A fork bomb's processes write their tracebacks at once: the line naming the limit may not come last.
+    result = sandbox.run(code("""
+        import sys
+        sys.stderr.write("Traceback (most recent call last):\\n  File \\"<string>\\", line 3, in <module>\\n"
+                         "BlockingIOError: [Errno 11] Resource temporarily unavailable\\n"
+                         "Traceback (most recent call last):\\n: [Errno 11] Resource temporarily unavailable\\n")
+        sys.exit(1)
+    """))
+    assert result.limit == PROCESSES, result.error
+    assert result.error == "process limit of 8 reached: BlockingIOError: [Errno 11] Resource temporarily unavailable"
+
+
 def test_infinite_loop_is_killed(sandbox):
     result = sandbox.run("while True:\n    pass\n")
     # One CPU second; on a loaded machine the wall clock may come first.
