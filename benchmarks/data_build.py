@@ -7,11 +7,11 @@
 Prints documents/s of each (HTML documents in / wall seconds), the ratios a/b and a/c, and, in the FineWeb-exact
 configuration, checks that (a) and (b) keep the same documents with identical text (fineforge's default
 extraction and HTML decision differ from datatrove's on purpose: only the kept counts are printed).
-Then the profile per step: each side's steps run in one process over the same files (fineforge: its reader,
-steps with extraction ahead, Parquet writer; datatrove: WarcReader, the reference steps, JsonlWriter), with the
-wall ms/document of each step (`step_profile`). Deduplication is a stage of its own: `python -m benchmarks.dedup`.
-`--extraction fineweb` (the default) is the FineWeb-exact configuration, `--extraction default` fineforge's
-defaults (its extraction and HTML decision). `--profile` also prints a
+Then the profile per step: each side's steps run in a fresh process of its own over the same files (fineforge:
+its reader, steps with extraction ahead, Parquet writer; datatrove: WarcReader, the reference steps, JsonlWriter),
+with the wall and CPU ms/document of each step (`step_profile`). Deduplication is a stage of its own:
+`python -m benchmarks.dedup`. `--extraction fineweb` (the default) is the FineWeb-exact configuration,
+`--extraction default` fineforge's defaults (its extraction and HTML decision). `--profile` also prints a
 cProfile of one fineforge task.
 
     .venv/bin/python -m benchmarks.data_build [--shared ../shared/data] [--extraction fineweb|default] [--profile]
@@ -23,12 +23,14 @@ import argparse
 import cProfile
 import gzip
 import json
+import multiprocessing
 import pstats
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -103,15 +105,15 @@ def run_datatrove(shared: Path, names: list[str], workdir: Path) -> tuple[float,
 def run_bare_trafilatura(uris: list[str]) -> tuple[float, int]:
     from trafilatura import extract
 
-    documents = [d for uri in uris for d in _read(uri)]
+    documents = [d for uri in uris for d in _read(uri, CONFIG)]
     started = time.perf_counter()
     for document in documents:
         extract(document.text, favor_precision=True, include_comments=False, deduplicate=True)
     return time.perf_counter() - started, len(documents)
 
 
-def _read(uri: str) -> Iterator:
-    return iter_html_documents(uri, Counter(), html_records=CONFIG.html_records)
+def _read(uri: str, config: FilterConfig) -> Iterator:
+    return iter_html_documents(uri, Counter(), html_records=config.html_records)
 
 
 def _written(documents: Iterable, writer: PartWriter) -> Iterator:
@@ -120,24 +122,24 @@ def _written(documents: Iterable, writer: PartWriter) -> Iterator:
         yield document
 
 
-def profile_fineforge_steps(uris: list[str], workdir: Path) -> StepClock:
+def profile_fineforge_steps(uris: list[str], workdir: Path, config: FilterConfig) -> StepClock:
     """fineforge's steps over `uris` in this process, as one filter task runs them, each step timed."""
     clock = StepClock()
-    read = clock.timed((d for uri in uris for d in _read(uri)), "read")
+    read = clock.timed((d for uri in uris for d in _read(uri, config)), "read")
     observe = partial(_observe, clock)
     with PartWriter(workdir / "steps.parquet") as writer:
-        kept = run_steps(build_filter_steps(CONFIG), read, extract_ahead=EXTRACT_AHEAD, observe=observe)
+        kept = run_steps(build_filter_steps(config), read, extract_ahead=EXTRACT_AHEAD, observe=observe)
         drain(clock.timed(_written(kept, writer), "write"))
     return clock
 
 
-def profile_datatrove_steps(shared: Path, names: list[str], workdir: Path) -> StepClock:
+def profile_datatrove_steps(shared: Path, names: list[str], workdir: Path, config: FilterConfig) -> StepClock:
     """datatrove's reader, reference steps and writer over the same files in this process, each step timed."""
     from datatrove.pipeline.writers import JsonlWriter
 
     clock = StepClock()
     pipeline = clock.timed(datatrove_reader(shared, names, workdir)(None, 0, 1), "read")
-    for step in build_filter_steps(CONFIG, reference=True):
+    for step in build_filter_steps(config, reference=True):
         pipeline = _observe(clock, step(pipeline, 0, 1), step)
     drain(clock.timed(JsonlWriter(str(workdir / "datatrove-steps"))(pipeline, 0, 1), "write"))
     return clock
@@ -148,12 +150,21 @@ def _observe(clock: StepClock, documents: Iterable, step) -> Iterator:
     return clock.timed(documents, "extraction" if name == "trafilatura" else name)  # one row for both extractors
 
 
+def in_fresh_process(function, *args):
+    """`function(*args)` in a new Python process: each side pays its own one-time loads (spaCy's tokenizer, the
+    language model), which a process shared by both sides would charge to the side that runs first."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def print_step_profile(shared: Path, names: list[str], workdir: Path) -> None:
     uris = [str(shared / "warc" / name) for name in names]
-    fineforge, datatrove = profile_fineforge_steps(uris, workdir), profile_datatrove_steps(shared, names, workdir)
+    fineforge = in_fresh_process(profile_fineforge_steps, uris, workdir, CONFIG)
+    datatrove = in_fresh_process(profile_datatrove_steps, shared, names, workdir, CONFIG)
     order = [name for name in fineforge.seconds if name != "write"]
     order += [name for name in datatrove.seconds if name not in order and name != "write"] + ["write"]
-    print("profile per step (wall ms per document read, one process per side):", flush=True)
+    print("profile per step (wall and CPU ms per document read, a fresh process per side; CPU: the process's own,"
+          " without its extraction subprocess):", flush=True)
     for line in profile_table({"fineforge": (fineforge, "read"), "datatrove": (datatrove, "read")}, order):
         print("  " + line, flush=True)
 
