@@ -258,9 +258,10 @@ class RLStage(Stage):
         self.rollout_batches += 1
 
     def loss(self, model: nn.Module, batch: MicroBatch) -> BatchLoss:
-        logp, entropy = completion_logprobs(model, batch.tokens, self.config.temperature, with_entropy=True)
+        logp, entropy = completion_logprobs(model, batch.tokens, self.config.temperature, with_entropy=True,
+                                            entropy_grad=self.grpo.entropy_weight != 0)
         out = policy_loss(logp, batch.old_logp, batch.advantages, batch.weights, self.grpo, batch.ref_logp,
-                          batch_tokens=batch.step_tokens, batch_sequences=batch.step_sequences)
+                          batch_tokens=batch.step_tokens, batch_sequences=batch.step_sequences, entropy=entropy)
         with torch.no_grad():
             tokens = batch.weights.sum()
             means = (out.clip_fraction, out.kl, out.ratio_mean)

@@ -58,6 +58,7 @@ class RLConfig(TrainerConfig):
     watch_min_rise: float = 0.0  # the reward-model score's least-squares rise across the window that counts
     watch_min_fall: float = 0.0  # the judge's least-squares fall across the window that counts
     skip_zero_variance: bool = False  # drop groups whose rewards are all equal (always counted)
+    entropy_weight: float = 0.0  # x each completion position's entropy in the loss: > 0 sharpens, < 0 a bonus
     eval_count: int = 64  # held-out prompts evaluated (the first ones of eval_prompts)
     eval_samples: int = 4  # samples per held-out prompt
     pass_k: int = 4  # the k of pass@k (at most eval_samples)
@@ -133,7 +134,8 @@ class RLConfig(TrainerConfig):
         try:
             return GRPOConfig(scale_by_std=self.scale_by_std, normalisation=self.normalisation,
                               constant_normaliser=constant, clip_low=self.clip_low, clip_high=self.clip_high,
-                              kl_beta=self.kl_beta, skip_zero_variance=self.skip_zero_variance)
+                              kl_beta=self.kl_beta, skip_zero_variance=self.skip_zero_variance,
+                              entropy_weight=self.entropy_weight)
         except ValueError as exc:  # "GRPOConfig.clip_low must be ..." names the field
             raise ConfigError(re.sub(r"^GRPOConfig\.(\w+) ", r"rl config field '\1': ", str(exc))) from exc
 

@@ -72,6 +72,14 @@ def test_logprobs_agree_with_the_models_own_masked_loss(robe_problem):
     assert (logp <= 0).all() and (entropy >= 0).all()
 
 
+def test_the_entropy_is_detached_unless_the_loss_needs_its_gradient(robe_problem):
+    model, batch = small_gpt(), rollouts(robe_problem)
+    _, detached = completion_logprobs(model, batch.tokens, with_entropy=True)
+    _, entropy = completion_logprobs(model, batch.tokens, with_entropy=True, entropy_grad=True)
+    assert not detached.requires_grad and entropy.requires_grad
+    assert torch.equal(entropy.detach(), detached)
+
+
 def test_padding_does_not_change_a_rows_logprobs(robe_problem):
     model, batch = small_gpt(), rollouts(robe_problem)
     shortest = int(batch.completion_lengths.argmin())
