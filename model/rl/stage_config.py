@@ -128,6 +128,13 @@ class RLConfig(TrainerConfig):
         """Optimizer steps per roll-out batch."""
         return self.ppo_epochs * self.minibatches
 
+    @property
+    def records_old_logprobs(self) -> bool:
+        """Whether a roll-out batch gets the sampling policy's log-probs (a forward pass over it): for the ratio of
+        its later updates, or the adaptive KL's measure. With one update per batch the update's own log-probs,
+        detached, are the old policy's (ratio 1: the plain policy gradient)."""
+        return self.updates_per_rollout > 1 or self.kl_target is not None
+
     def grpo(self) -> GRPOConfig:
         """The loss's options (the constant of Dr. GRPO's normalisation is the token budget)."""
         constant = self.max_new_tokens if self.normalisation == "constant" else None
