@@ -80,7 +80,7 @@ class RLScale:
 # on every weight. At 3e-4 the model lost its arithmetic within 20 steps (entropy 0.06 -> 0.29, reward 0.5 ->
 # 0.17; the same with only the better-than-average replies reinforced), at 1e-4 (8 prompts) it slid (in-run pass@1
 # 53 -> 44 % at step 20), at 3e-5 - 5e-5 with 16 prompts it holds; a warmup, a cosine decay, 4 updates per batch, a
-# KL to the SFT model, an entropy term or 32 prompts at 1e-4 did no better in 40-step probes (docs/rl.md). 100
+# KL to the SFT model, an entropy term, Dr. GRPO, 8 x 16 or 32 x 8 at 1e-4 did no better in probes (docs/rl.md). 100
 # steps: with one update per batch the stage skips the old policy's log-prob pass, and the time saved buys steps.
 # One thread: with two, each token of the batched generation of a model this small waits on the other (steps
 # about 6x slower under load).
