@@ -18,7 +18,9 @@ class GRPOConfig:
       the token sum by completions x `constant_normaliser` (Dr. GRPO; the generation budget);
     - the importance ratio is clipped to [1 - clip_low, 1 + clip_high] (DAPO's clip-higher: 0.28 high);
     - `kl_beta` weights the k3 estimate of KL(policy || reference) per token (0: no reference needed);
-    - groups whose rewards are all equal carry no signal: counted always, dropped when `skip_zero_variance`.
+    - groups whose rewards are all equal carry no signal: counted always, dropped when `skip_zero_variance`;
+    - `entropy_weight` x the entropy of each completion position's next-token distribution is added to the
+      per-token loss: > 0 sharpens the policy (entropy minimisation), < 0 is PPO's entropy bonus.
     """
 
     scale_by_std: bool = True
@@ -29,6 +31,7 @@ class GRPOConfig:
     clip_high: float = 0.2
     kl_beta: float = 0.0
     skip_zero_variance: bool = False
+    entropy_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.normalisation not in NORMALISATIONS:

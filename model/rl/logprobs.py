@@ -50,11 +50,13 @@ def batch_rollouts(
 
 
 def completion_logprobs(
-    model: GPT, tokens: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False
+    model: GPT, tokens: torch.Tensor, temperature: float = 1.0, with_entropy: bool = False,
+    entropy_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(token t + 1 | tokens 0..t) for every row, (B, T - 1) float32, under the model's logits divided
     by `temperature` (use the sampling temperature, so the ratio to the sampling policy is right); with
-    `with_entropy`, also the detached entropy of each next-token distribution (B, T - 1).
+    `with_entropy`, also the entropy of each next-token distribution (B, T - 1), detached unless `entropy_grad`
+    (an entropy term of the loss).
 
     Gradients flow when called with grad enabled (the policy term); wrap in torch.no_grad() for the old
     policy and the reference.
@@ -69,6 +71,5 @@ def completion_logprobs(
     logp = -F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
     entropy = None
     if with_entropy:
-        with torch.no_grad():
-            entropy = token_entropy(logits)
+        entropy = token_entropy(logits if entropy_grad else logits.detach())
     return logp.view(targets.shape), entropy

@@ -83,15 +83,19 @@ def policy_loss(
     ref_logp: torch.Tensor | None = None,
     batch_tokens: float | None = None,
     batch_sequences: int | None = None,
+    entropy: torch.Tensor | None = None,
 ) -> PolicyLoss:
     """The clipped surrogate -min(r A, clip(r, 1 - clip_low, 1 + clip_high) A) per token, r = p / p_old,
-    plus kl_beta x k3(policy || reference), reduced by `normalise`."""
+    plus kl_beta x k3(policy || reference), plus entropy_weight x the policy's entropy (S, T) at each position,
+    reduced by `normalise`."""
     if not logp.shape == old_logp.shape == mask.shape:
         raise ValueError(f"logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)}, mask {tuple(mask.shape)} differ")
     if advantages.shape != logp.shape[:1]:
         raise ValueError(f"advantages must be (completions,) = {tuple(logp.shape[:1])}, got {tuple(advantages.shape)}")
     if config.kl_beta > 0 and ref_logp is None:
         raise ValueError("kl_beta > 0 needs the reference model's log-probs (ref_logp)")
+    if config.entropy_weight != 0 and entropy is None:
+        raise ValueError("entropy_weight != 0 needs the policy's entropy at each position (entropy)")
     adv = advantages.to(logp.dtype)[:, None]
     keep, zero = mask.bool(), torch.zeros_like(logp)
     # positions outside the mask start at ratio 1 and KL 0, so nothing they hold reaches the loss or its gradient
@@ -102,6 +106,8 @@ def policy_loss(
     if ref_logp is not None:
         kl = kl_k3(torch.where(keep, logp, zero), torch.where(keep, ref_logp.detach(), zero))
         per_token = per_token + config.kl_beta * kl
+    if config.entropy_weight != 0:
+        per_token = per_token + config.entropy_weight * torch.where(keep, entropy, zero)
     loss = normalise(per_token, mask, config, batch_tokens, batch_sequences)
     with torch.no_grad():
         clip_fraction = masked_mean(clipped_tokens(ratio, adv, config).to(logp.dtype), mask)

@@ -2,13 +2,13 @@
 
     torchrun --standalone --nproc-per-node N -m fineforge.model.rl --config FILE
 
-Per roll-out batch: `prompts_per_rollout` prompts (each rank its share) x G replies from the batched
-engine with the current weights (tools when configured), rewards from the verifier (a verifier that raises
-gives 0, counted), group-relative advantages, and the old policy's log-probs; the batch then feeds
-`ppo_epochs` x `minibatches` optimizer steps of the clipped objective (plus the KL to a frozen reference
-when `kl_beta` > 0). The data position is the number of roll-out batches taken: prompts come in a seeded
-order per epoch and replies from seeds of their place in it, so a resumed run samples exactly what the
-interrupted one would have (checkpoints fall only between roll-out batches).
+Per roll-out batch: `prompts_per_rollout` prompts (each rank its share) x G replies from the batched engine
+with the current weights (tools when configured), rewards from the verifier (a verifier that raises gives 0,
+counted), group-relative advantages, and the old policy's log-probs (with one update per batch, the update's
+own, detached); the batch then feeds `ppo_epochs` x `minibatches` optimizer steps of the clipped objective
+(plus the KL to a frozen reference when `kl_beta` > 0). The data position is the number of roll-out batches
+taken: prompts come in a seeded order per epoch and replies from seeds of their place in it, so a resumed run
+samples exactly what the interrupted one would have (checkpoints fall only between roll-out batches).
 
 Logged every step: reward mean / std, the share of zero-variance groups, reply lengths, entropy, clip
 fraction, KL (with a reference), roll-out and update tokens/s; every `eval_every` steps pass@1 and pass@k on
@@ -236,9 +236,10 @@ class RLStage(Stage):
         rows = training_rows(rollouts, group_advantages(rewards, self.grpo), kept, c.samples_per_prompt)
         pad_id = self.tokenizer.eot_id
         with self.autocast:
-            for row, logp in zip(rows, row_logprobs(self.policy, rows, c.micro_batch_size, pad_id, c.temperature,
-                                                    self.device), strict=True):
-                row.old_logp = logp
+            if c.records_old_logprobs:
+                for row, logp in zip(rows, row_logprobs(self.policy, rows, c.micro_batch_size, pad_id,
+                                                        c.temperature, self.device), strict=True):
+                    row.old_logp = logp
             if self.reference is not None:
                 for row, logp in zip(rows, row_logprobs(self.reference, rows, c.micro_batch_size, pad_id,
                                                         c.temperature, self.device), strict=True):
@@ -258,9 +259,11 @@ class RLStage(Stage):
         self.rollout_batches += 1
 
     def loss(self, model: nn.Module, batch: MicroBatch) -> BatchLoss:
-        logp, entropy = completion_logprobs(model, batch.tokens, self.config.temperature, with_entropy=True)
-        out = policy_loss(logp, batch.old_logp, batch.advantages, batch.weights, self.grpo, batch.ref_logp,
-                          batch_tokens=batch.step_tokens, batch_sequences=batch.step_sequences)
+        logp, entropy = completion_logprobs(model, batch.tokens, self.config.temperature, with_entropy=True,
+                                            entropy_grad=self.grpo.entropy_weight != 0)
+        old_logp = batch.old_logp if self.config.records_old_logprobs else logp.detach()  # the sampling policy
+        out = policy_loss(logp, old_logp, batch.advantages, batch.weights, self.grpo, batch.ref_logp,
+                          batch_tokens=batch.step_tokens, batch_sequences=batch.step_sequences, entropy=entropy)
         with torch.no_grad():
             tokens = batch.weights.sum()
             means = (out.clip_fraction, out.kl, out.ratio_mean)

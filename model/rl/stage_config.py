@@ -58,6 +58,7 @@ class RLConfig(TrainerConfig):
     watch_min_rise: float = 0.0  # the reward-model score's least-squares rise across the window that counts
     watch_min_fall: float = 0.0  # the judge's least-squares fall across the window that counts
     skip_zero_variance: bool = False  # drop groups whose rewards are all equal (always counted)
+    entropy_weight: float = 0.0  # x each completion position's entropy in the loss: > 0 sharpens, < 0 a bonus
     eval_count: int = 64  # held-out prompts evaluated (the first ones of eval_prompts)
     eval_samples: int = 4  # samples per held-out prompt
     pass_k: int = 4  # the k of pass@k (at most eval_samples)
@@ -127,13 +128,21 @@ class RLConfig(TrainerConfig):
         """Optimizer steps per roll-out batch."""
         return self.ppo_epochs * self.minibatches
 
+    @property
+    def records_old_logprobs(self) -> bool:
+        """Whether a roll-out batch gets the sampling policy's log-probs (a forward pass over it): for the ratio of
+        its later updates, or the adaptive KL's measure. With one update per batch the update's own log-probs,
+        detached, are the old policy's (ratio 1: the plain policy gradient)."""
+        return self.updates_per_rollout > 1 or self.kl_target is not None
+
     def grpo(self) -> GRPOConfig:
         """The loss's options (the constant of Dr. GRPO's normalisation is the token budget)."""
         constant = self.max_new_tokens if self.normalisation == "constant" else None
         try:
             return GRPOConfig(scale_by_std=self.scale_by_std, normalisation=self.normalisation,
                               constant_normaliser=constant, clip_low=self.clip_low, clip_high=self.clip_high,
-                              kl_beta=self.kl_beta, skip_zero_variance=self.skip_zero_variance)
+                              kl_beta=self.kl_beta, skip_zero_variance=self.skip_zero_variance,
+                              entropy_weight=self.entropy_weight)
         except ValueError as exc:  # "GRPOConfig.clip_low must be ..." names the field
             raise ConfigError(re.sub(r"^GRPOConfig\.(\w+) ", r"rl config field '\1': ", str(exc))) from exc
 

@@ -131,6 +131,29 @@ def test_kl_penalty_enters_the_loss_with_beta():
         policy_loss(old_logp, old_logp, advantages, mask, config)
 
 
+def test_entropy_weight_adds_the_masked_entropy_and_sharpens():
+    # position 0: logits (log 3, 0) -> p = (3/4, 1/4); position 1 is not a completion token (mask 0)
+    logits = torch.tensor([[[math.log(3), 0.0], [0.0, 0.0]]], requires_grad=True)
+    logp = torch.log_softmax(logits, dim=-1)[..., 0]
+    mask, advantages = torch.tensor([[1.0, 0.0]]), torch.zeros(1)  # no advantage: only the entropy term is left
+    out = policy_loss(logp, logp.detach(), advantages, mask, GRPOConfig(entropy_weight=0.5),
+                      entropy=token_entropy(logits))
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert out.loss.item() == pytest.approx(0.5 * h)  # token normalisation: one completion token
+    out.loss.backward()
+    # dH/dz_i = -p_i (log p_i + H): descending it raises the likelier token's logit (sharpens) ...
+    expected = [-0.5 * p * (math.log(p) + h) for p in (0.75, 0.25)]
+    assert logits.grad[0, 0].tolist() == pytest.approx(expected)
+    assert expected[0] < 0 < expected[1]
+    assert logits.grad[0, 1].tolist() == [0.0, 0.0]  # ... and the masked position gets nothing
+    # a negative weight is PPO's entropy bonus; without the entropy the loss refuses
+    bonus = policy_loss(logp, logp.detach(), advantages, mask, GRPOConfig(entropy_weight=-0.5),
+                        entropy=token_entropy(logits))
+    assert bonus.loss.item() == pytest.approx(-0.5 * h)
+    with pytest.raises(ValueError, match="entropy"):
+        policy_loss(logp, logp.detach(), advantages, mask, GRPOConfig(entropy_weight=0.5))
+
+
 def test_config_errors_name_the_field():
     for kwargs, field in [
         ({"normalisation": "words"}, "normalisation"),

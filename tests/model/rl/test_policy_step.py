@@ -12,6 +12,7 @@ from fineforge.model.rl.advantages import group_advantages
 from fineforge.model.rl.config import GRPOConfig
 from fineforge.model.rl.logprobs import batch_rollouts, completion_logprobs
 from fineforge.model.rl.loss import policy_loss
+from fineforge.model.rl.stage_config import RLConfig
 from fineforge.model.tokenizer import load_tokenizer
 from fineforge.model.verifiers import SafeScorer, get_verifier
 
@@ -70,6 +71,14 @@ def test_logprobs_agree_with_the_models_own_masked_loss(robe_problem):
             assert (-logp[row][keep].mean()).item() == pytest.approx(loss.item(), rel=1e-5)
     assert logp.shape == entropy.shape == batch.completion_mask.shape
     assert (logp <= 0).all() and (entropy >= 0).all()
+
+
+def test_the_entropy_is_detached_unless_the_loss_needs_its_gradient(robe_problem):
+    model, batch = small_gpt(), rollouts(robe_problem)
+    _, detached = completion_logprobs(model, batch.tokens, with_entropy=True)
+    _, entropy = completion_logprobs(model, batch.tokens, with_entropy=True, entropy_grad=True)
+    assert not detached.requires_grad and entropy.requires_grad
+    assert torch.equal(entropy.detach(), detached)
 
 
 def test_padding_does_not_change_a_rows_logprobs(robe_problem):
@@ -134,3 +143,26 @@ def test_the_sign_follows_the_reward(robe_problem):
     # a group without reward variance has zero advantages: nothing moves
     before, after = one_grpo_step(robe_problem, torch.tensor([1.0, 1.0, 1.0, 1.0]), GRPOConfig())
     assert torch.allclose(after, before)
+
+
+def test_one_update_per_batch_needs_no_old_logprobs_pass(robe_problem):
+    # the ratio to a separately recorded old policy (the same weights) is 1: the update's own log-probs, detached,
+    # give the same loss and gradient, and the stage skips that forward pass over the batch
+    batch = rollouts(robe_problem)
+    advantages = torch.tensor([1.5, -0.5, -0.5, -0.5])
+    grads = []
+    for own in (False, True):
+        model = small_gpt()
+        with torch.no_grad():
+            recorded, _ = completion_logprobs(model, batch.tokens)
+        logp, _ = completion_logprobs(model, batch.tokens)
+        loss = policy_loss(logp, logp.detach() if own else recorded, advantages, batch.completion_mask,
+                           GRPOConfig()).loss
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    fields = {"run_dir": "run", "init_checkpoint": "init", "prompts": "p.jsonl"}
+    assert not RLConfig(**fields).records_old_logprobs
+    assert RLConfig(**fields, ppo_epochs=2).records_old_logprobs  # the ratio of the second update
+    assert RLConfig(**fields, minibatches=2).records_old_logprobs
+    assert RLConfig(**fields, kl_beta=0.1, kl_target=0.05).records_old_logprobs  # the adaptive KL's measure
