@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import re
 import selectors
 import shutil
 import signal
@@ -49,6 +50,7 @@ LIMIT_MARKERS = {
     PROCESSES: ("BlockingIOError: [Errno 11]", "can't start new thread"),
     DISK: ("[Errno 27] File too large", "[Errno 28] No space left on device"),
 }
+EXCEPTION_BEFORE = re.compile(r"\b[A-Za-z_]\w*: $")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -292,12 +294,16 @@ def last_line(text: str) -> str:
 
 
 def observed_limit(stderr: str) -> tuple[str, str] | None:
-    """The limit a stderr line names and that line, the latest first. Several processes (a fork bomb's) write
-    their tracebacks at once, so the line that names the limit is not always the last one."""
+    """The limit a stderr line names and that line from its exception on, the latest first. Several processes (a
+    fork bomb's) write their tracebacks at once, so the line that names the limit is not always the last one, and
+    another process's words may run into it (`BlockingIOErrorBlockingIOError: [Errno 11] ...`)."""
     for line in reversed(stderr.splitlines()):
         for name, markers in LIMIT_MARKERS.items():
-            if any(marker in line for marker in markers):
-                return name, line.strip()
+            found = [line.rfind(marker) for marker in markers if marker in line]
+            if found:
+                start = max(found)
+                exception = EXCEPTION_BEFORE.search(line[:start])  # the marker's own "OSError: ", if any
+                return name, line[exception.start() if exception else start :].strip()
     return None
 
 
