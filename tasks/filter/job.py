@@ -21,6 +21,7 @@ from fineforge.tasks.common.datatrove_steps import dropped_by_reason, pipeline_s
 from fineforge.tasks.common.documents import PartWriter, document_row
 from fineforge.tasks.common.spark_jobs import run_per_file
 from fineforge.tasks.common.stage import ConfiguredStage
+from fineforge.tasks.filter.block_lists import prepare_block_lists
 from fineforge.tasks.filter.config import FILTERED, FilterConfig, build_filter_steps
 from fineforge.tasks.filter.extraction import cpu_time_counts, cpu_time_summary
 from fineforge.tasks.filter.extraction_ahead import DEFAULT_AHEAD
@@ -86,6 +87,8 @@ def filter_warcs_to_parquet(spark, warc_uris: list[str], config: FilterConfig, o
     if range_bytes is None and config.warc_range_bytes is not None:
         log.info("WARC files are not split: trafilatura's duplicate-segment removal (extraction.deduplicate) "
                  "carries state from page to page")
+    if config.url_filter.enabled:
+        prepare_block_lists()  # here, once per machine, rather than by the first workers at once
     ranges = split_warcs(spark, uris, range_bytes, config.remote) if uris else []
     if len(ranges) > len(uris):
         log.info("%d WARC files read as %d ranges of up to %d bytes", len(uris), len(ranges), range_bytes)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from datatrove.utils.text import simplify_text
@@ -54,3 +57,21 @@ def test_special_cases_spanning_chunks_are_recognised():
     assert _spans_chunks("a bhos")  # Scottish Gaelic: a multi-word special case of plain words
     assert not _spans_chunks("и др.")  # its full stop never survives simplify_text
     assert not _spans_chunks("\n") and not _spans_chunks("don't")
+
+
+def test_the_shared_tokenizer_loads_spacy_without_torch():
+    """spaCy imported with torch held back gives datatrove's words; torch stays importable afterwards."""
+    script = textwrap.dedent("""
+        import sys
+        from datatrove.utils.word_tokenizers import load_word_tokenizer
+        from fineforge.tasks.common.word_tokenizer import shared_word_tokenizer
+        text = "It's 3.5 U.S. dollars, isn't it? Don't (re)tokenize e-mail@example.com!"
+        words = shared_word_tokenizer("en").word_tokenize(text)
+        assert "torch" not in sys.modules, "spaCy imported torch"
+        assert words == load_word_tokenizer("en").word_tokenize(text), words
+        import torch
+        print(torch.ones(2).sum().item())
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["2.0"]
