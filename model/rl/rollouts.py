@@ -12,7 +12,8 @@ that the model learns to stop). The verifier reads the reply's text, tool output
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ class RolloutSampler:
     tokenizer: Tokenizer
     stop_id: int
     tools: ToolLoop | None = None
+    threads: int | None = None  # torch's CPU threads while sampling (None: the process's)
 
     def sample(self, prompts: Sequence[list[int]], group_size: int, seed: int, first_group: int) -> list[Rollout]:
         """`group_size` roll-outs per prompt (prompt i's group is `first_group + i` of its batch), prompt by prompt."""
@@ -57,7 +59,7 @@ class RolloutSampler:
             Request(prompt, seed=row_seed(seed, (first_group + i) * group_size + r))
             for i, prompt in enumerate(prompts) for r in range(group_size)
         ]  # fmt: skip
-        with torch.no_grad():
+        with torch.no_grad(), cpu_threads(self.threads):
             completions = self.engine.generate_batch(requests, self.sampling, tools=self.tools)
         return [self._rollout(request.prompt, c) for request, c in zip(requests, completions, strict=True)]
 
@@ -68,6 +70,19 @@ class RolloutSampler:
             tokens.append(self.stop_id)
             trained.append(1)
         return Rollout(list(prompt), tokens, trained, text, completion.finish_reason)
+
+
+@contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to `count` inside the block (None: left as they are)."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count is not None:
+            torch.set_num_threads(before)
 
 
 def score_groups(rollouts: Sequence[Rollout], metadata: Sequence[Mapping[str, Any]], group_size: int,

@@ -152,7 +152,7 @@ class RLStage(Stage):
         sampling = SamplingConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_k=c.top_k,
                                   stop_tokens=(stop_id,))
         engine = Engine(self.policy, vocab_size=self.tokenizer.vocab_size)
-        self.sampler = RolloutSampler(engine, sampling, self.tokenizer, stop_id, self._tools())
+        self.sampler = RolloutSampler(engine, sampling, self.tokenizer, stop_id, self._tools(), c.sampling_threads)
         self.scorer = SafeScorer(self.verifier, c.reward()) if self.verifier else None
         self.eval_scorer = SafeScorer(self.verifier) if self.verifier else None  # held out: the verifier's own reward
         self.reward_scorer = self._model_scorer("reward_model")

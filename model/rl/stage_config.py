@@ -43,6 +43,8 @@ class RLConfig(TrainerConfig):
     max_new_tokens: int = 256  # the token budget of a reply (tool outputs count)
     temperature: float = 1.0
     top_k: int | None = None
+    sampling_threads: int | None = None  # CPU threads while sampling (None: as the update); a small model samples
+    # fastest on one thread, each token's few small operations waiting on no other thread, while its update uses all
     ppo_epochs: int = 1  # passes over a roll-out batch
     minibatches: int = 1  # optimizer steps per pass
     micro_batch_size: int = 8  # rows per rank per forward pass
@@ -82,6 +84,8 @@ class RLConfig(TrainerConfig):
             require(getattr(self, name) > 0, self, name, "must be > 0")
         require(self.temperature > 0, self, "temperature", "must be > 0 (the importance ratio needs a distribution)")
         require(self.top_k is None or self.top_k > 0, self, "top_k", "must be > 0")
+        require(self.sampling_threads is None or self.sampling_threads > 0, self, "sampling_threads",
+                "must be null (as the update) or > 0")
         require(self.pass_k <= self.eval_samples, self, "pass_k", f"must be at most eval_samples={self.eval_samples}")
         require(self.normalisation in NORMALISATIONS, self, "normalisation", f"must be one of {NORMALISATIONS}")
         require(self.python_tool is None or self.python_tool in PYTHON_TOOLS, self, "python_tool",

@@ -219,6 +219,8 @@ def test_bad_input_is_refused_before_launch(task, tmp_path):
            "minibatches = 2)" in refused(rl_config(task, run, minibatches=2, micro_batch_size=4, checkpoint_every=3))
     assert "field 'micro_batch_size'" in refused(rl_config(task, run, micro_batch_size=5))
     assert "field 'python_tool'" in refused(rl_config(task, run, python_tool="bash"))
+    assert "field 'sampling_threads': must be null (as the update) or > 0" in refused(
+        rl_config(task, run, sampling_threads=0))
     assert "field 'clip_low': must be in [0, 1)" in refused(rl_config(task, run, clip_low=1.5))
     assert "field 'init_checkpoint': must lie outside run_dir" in refused(
         rl_config(task, Path(task["init_checkpoint"]).parent))

@@ -7,11 +7,13 @@ import json
 import pytest
 import torch
 
+from fineforge.model.engine import Engine, SamplingConfig
 from fineforge.model.gpt import GPT, GPTConfig
 from fineforge.model.rl.advantages import group_advantages
 from fineforge.model.rl.config import GRPOConfig
 from fineforge.model.rl.logprobs import batch_rollouts, completion_logprobs
 from fineforge.model.rl.loss import policy_loss
+from fineforge.model.rl.rollouts import RolloutSampler
 from fineforge.model.rl.stage_config import RLConfig
 from fineforge.model.tokenizer import load_tokenizer
 from fineforge.model.verifiers import SafeScorer, get_verifier
@@ -166,3 +168,19 @@ def test_one_update_per_batch_needs_no_old_logprobs_pass(robe_problem):
     assert RLConfig(**fields, ppo_epochs=2).records_old_logprobs  # the ratio of the second update
     assert RLConfig(**fields, minibatches=2).records_old_logprobs
     assert RLConfig(**fields, kl_beta=0.1, kl_target=0.05).records_old_logprobs  # the adaptive KL's measure
+
+
+def test_the_sampler_samples_on_its_own_thread_count():
+    """Roll-outs sample on `threads` CPU threads (a small model's fastest) and give the update its own back."""
+    tok = load_tokenizer("bytes")
+    model, seen = small_gpt(), []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(torch.get_num_threads()))
+    sampling = SamplingConfig(max_new_tokens=4, temperature=1.0)
+    torch.set_num_threads(2)
+    for threads, expected in ((1, 1), (None, 2)):
+        seen.clear()
+        sampler = RolloutSampler(Engine(model, vocab_size=tok.vocab_size), sampling, tok,
+                                 tok.encode_special("<|im_end|>"), threads=threads)
+        rollouts = sampler.sample([tok.encode("2 + 2 =")], 2, seed=1, first_group=0)
+        assert len(rollouts) == 2 and seen and set(seen) == {expected}
+        assert torch.get_num_threads() == 2
