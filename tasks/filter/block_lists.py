@@ -10,11 +10,14 @@ strings. Preparing takes about 15 s, once, guarded by a lock so that concurrent 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sqlite3
 import tarfile
 from functools import partial
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # datatrove's bundled archive of the two lists, and what its URLFilter names them.
 BLOCK_LIST_ARCHIVE = "url_filterblacklistsv0_3_0.tar.gz"
@@ -63,6 +66,7 @@ def _lines(name: str) -> set[str]:
 
 def _write(name: str, path: Path) -> None:
     """Write list `name` to `path` through a file of this process's own, renamed into place when complete."""
+    log.info("preparing datatrove's URL block list %r in %s (once per machine, seconds)", name, path.parent)
     building = path.with_name(f"{path.name}.{os.getpid()}.partial")
     building.unlink(missing_ok=True)
     with sqlite3.connect(building) as db:
