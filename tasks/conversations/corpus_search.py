@@ -9,16 +9,17 @@ a blank, and the question asks for it:
 
     user:      Which number is missing from this sentence of the corpus? "The abbey of Saint Gallen was
                founded in ___ by Irish monks."
-    assistant: <SEARCH_START>The abbey of Saint Gallen was founded in by Irish monks.<SEARCH_END>
-               <OUTPUT_START>[1] title (url)\npassage ...<OUTPUT_END>The answer is 1578.
+    assistant: <SEARCH_START>The abbey of Saint Gallen was founded in ___ by Irish monks.<SEARCH_END>
+               <OUTPUT_START>[1] title (url)\n... founded in **1578** by Irish monks ...<OUTPUT_END>The answer is 1578.
 
-The query is the sentence without its answer, as a user pastes it into a search engine (a model copies it
-from the question in one piece; the sentence's 4 longest words as keywords were a choice tiny models did not
-learn to copy). The output block is what `CorpusSearch` returns
-for it, the real top-k passages as the runtime pastes them. A question whose sentence is not in those results is
-dropped and counted (`not_in_results`), as is a sentence asked before (`duplicate_question`, boilerplate
-repeated across pages). The control variant (`tool=False`) answers the same questions directly. Each
-record carries its answer; the sentences of a document are drawn from the seed and the document's id.
+The query is the blanked sentence itself, as a user pastes it into a search engine (a model copies it from
+the question in one piece; the sentence's 4 longest words as keywords were a choice tiny models did not learn
+to copy). The output block is what `CorpusSearch` returns for it, the real top-k passages as the runtime pastes
+them, the blank's filler marked (`tasks/search/blanks.py`): the answer is copied from the mark. A question
+whose sentence is not in those results is dropped and counted (`not_in_results`), as is a sentence asked
+before (`duplicate_question`, boilerplate repeated across pages). The control variant (`tool=False`) answers
+the same questions directly. Each record carries its answer; the sentences of a document are drawn from the
+seed and the document's id.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Literal
 from fineforge.model.chat import ASSISTANT, USER
 from fineforge.tasks.conversations.records import ConversationRecord, SourceCounts, skip
 from fineforge.tasks.conversations.tool_turns import answer_line, search_call
+from fineforge.tasks.search.blanks import BLANK, marked
 from fineforge.tasks.search.config import corpus_files, indexed_dumps
 from fineforge.tasks.search.index import SearchError, parquet_documents
 from fineforge.tasks.search.query import CorpusSearch, format_hits
@@ -41,7 +43,6 @@ FactKind = Literal["number", "name"]
 FACT_KINDS: tuple[str, ...] = ("number", "name")
 NOT_IN_RESULTS = "not_in_results"
 DUPLICATE_QUESTION = "duplicate_question"
-BLANK = "___"
 SENTENCE_WORDS = (6, 30)
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 SENTENCE_END = (".", "!", "?")
@@ -79,9 +80,9 @@ class Fact:
 
     @property
     def query(self) -> str:
-        """What the assistant searches for: the sentence without its answer, as a user pastes it into a search
-        engine (a small model copies it from the question in one piece; a choice of keywords it did not learn)."""
-        return " ".join((self.sentence[: self.start] + self.sentence[self.end :]).split())
+        """What the assistant searches for: the blanked sentence, as a user pastes it into a search engine (a small
+        model copies it from the question in one piece; a choice of keywords it did not learn)."""
+        return " ".join(self.cloze.split())
 
 
 def sentences(text: str) -> Iterator[str]:
@@ -139,14 +140,16 @@ def corpus_documents(workdir: str | Path, dumps: Sequence[str] | None) -> Iterat
 
 
 def search_turn(fact: Fact, search: CorpusSearch) -> str | None:
-    """The search call with its real results, or None when the fact's sentence is not among them."""
+    """The search call with its real results, or None when the fact's sentence is not among them (or its answer is
+    not marked there)."""
     try:
         hits = search.search(fact.query)
     except SearchError:
         return None
-    if not any(fact.sentence in hit.text for hit in hits):
+    results = format_hits(hits, fact.query)
+    if not any(fact.sentence in hit.text for hit in hits) or marked(fact.answer) not in results:
         return None
-    return search_call(fact.query, format_hits(hits))
+    return search_call(fact.query, results)
 
 
 def fact_record(fact: Fact, number: int, search_text: str | None, rng: random.Random, seed: int,

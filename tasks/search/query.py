@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fineforge.tasks.search.blanks import mark_blank
 from fineforge.tasks.search.config import index_path, indexed_dumps
 from fineforge.tasks.search.index import SearchError, SearchHit, open_index, query_words, search_index
 
@@ -17,7 +18,8 @@ class CorpusSearch:
     """The search index of a work dir, over every indexed dump or the named ones.
 
     `search(query, k)` returns ranked passages; calling the object with a query returns the text of the
-    top `k` passages, the plain `str -> str` tool the chat engine pastes into the model's context.
+    top `k` passages, the plain `str -> str` tool the chat engine pastes into the model's context; a `___` in
+    the query asks what fills it, and the results mark it (`blanks.py`).
     """
 
     def __init__(self, workdir: str | Path, dumps: list[str] | None = None, k: int = DEFAULT_K) -> None:
@@ -51,7 +53,7 @@ class CorpusSearch:
             hits = self.search(query)
         except (SearchError, ValueError) as e:
             return f"search error: {e}"
-        return format_hits(hits) if hits else f"no results for: {query}"
+        return format_hits(hits, query) if hits else f"no results for: {query}"
 
 
 def best_per_document(hits: list[SearchHit], k: int) -> list[SearchHit]:
@@ -65,6 +67,8 @@ def best_per_document(hits: list[SearchHit], k: int) -> list[SearchHit]:
     return kept
 
 
-def format_hits(hits: list[SearchHit]) -> str:
-    """Ranked passages as the model reads them: a header line with title and url, then the passage."""
-    return "\n\n".join(f"[{rank}] {hit.title} ({hit.url})\n{hit.text}" for rank, hit in enumerate(hits, 1))
+def format_hits(hits: list[SearchHit], query: str = "") -> str:
+    """Ranked passages as the model reads them: a header line with title and url, then the passage, with what
+    fills a blank of the query marked."""
+    return "\n\n".join(f"[{rank}] {hit.title} ({hit.url})\n{mark_blank(query, hit.text)}"
+                       for rank, hit in enumerate(hits, 1))

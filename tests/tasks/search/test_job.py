@@ -73,6 +73,15 @@ def test_model_written_queries_never_meet_the_query_syntax(indexed):
     assert search("qwxzzyv") == "no results for: qwxzzyv"
 
 
+def test_a_blank_in_the_query_is_marked_in_the_results(indexed):
+    workdir, _, _ = indexed
+    search = CorpusSearch(workdir, k=1)
+    words = search.search("simdjson JSON parsing speed")[0].text.split()
+    at = next(i for i, word in enumerate(words) if i >= 4 and word.isalpha() and len(word) > 4)
+    query = " ".join([*words[at - 4:at], "___", *words[at + 1:at + 5]])
+    assert search(query).count(f"**{words[at]}**") == 1, query
+
+
 def test_a_missing_index_names_the_command_that_builds_it(indexed, tmp_path):
     workdir, _, _ = indexed
     with pytest.raises(SearchError, match=f"no search index in {tmp_path}: build it with "
