@@ -131,4 +131,6 @@ def search_index(index: tantivy.Index, words: list[str], k: int, dumps: list[str
         hits.append(SearchHit(score=float(score), dump=doc.get_first("dump"), doc_id=doc.get_first("doc_id"),
                               url=doc.get_first("url"), title=doc.get_first("title"), text=doc.get_first("text"),
                               position=int(doc.get_first("position"))))
-    return hits
+    # equal scores (overlapping passages of a document often tie) in a fixed order, not the order of the
+    # index's segments, which depends on the timing of the writer's threads and merges
+    return sorted(hits, key=lambda hit: (-hit.score, hit.dump, hit.doc_id, hit.position))
