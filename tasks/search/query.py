@@ -9,8 +9,10 @@ from fineforge.tasks.search.config import index_path, indexed_dumps
 from fineforge.tasks.search.index import SearchError, SearchHit, open_index, query_words, search_index
 
 DEFAULT_K = 3
-# Passages fetched per wanted hit, so that k distinct documents remain after keeping each one's best passage.
+# Passages fetched per wanted hit, so that k distinct documents remain after keeping each one's best passage;
+# more while the last fetched one ties with a kept one (tantivy cuts a tie in the order of its segments).
 CANDIDATES_PER_HIT = 4
+MAX_CANDIDATES = 4096
 BUILD_COMMAND = "fineforge search build --workdir {workdir}"
 
 
@@ -45,7 +47,14 @@ class CorpusSearch:
         words = query_words(query)
         if not words:
             raise SearchError(f"the query has no words to search for: {query!r}")
-        return best_per_document(search_index(self.index, words, k * CANDIDATES_PER_HIT, self.dumps), k)
+        limit = k * CANDIDATES_PER_HIT
+        while True:
+            hits = search_index(self.index, words, limit, self.dumps)
+            kept = best_per_document(hits, k)
+            settled = len(kept) == k and hits[-1].score < kept[-1].score
+            if settled or len(hits) < limit or limit >= MAX_CANDIDATES:
+                return kept
+            limit *= 2
 
     def __call__(self, query: str) -> str:
         """The tool: a query in, the top passages as text out (never raises for what the query says)."""

@@ -73,6 +73,16 @@ def test_model_written_queries_never_meet_the_query_syntax(indexed):
     assert search("qwxzzyv") == "no results for: qwxzzyv"
 
 
+def test_equal_scores_come_in_the_order_of_dump_document_and_position(tmp_path):
+    # 60 documents alike, written (and so indexed) last id first: tantivy alone cuts the tie by index order
+    text = "Alpha beta gamma delta epsilon."
+    write_dump(tmp_path, "D", [(f"doc-{i:03d}", f"https://example.org/{i}", text) for i in reversed(range(60))])
+    build_search_index(tmp_path, SearchIndexConfig(workdir=str(tmp_path)))
+    hits = CorpusSearch(tmp_path, k=3).search("gamma")
+    assert [hit.doc_id for hit in hits] == ["doc-000", "doc-001", "doc-002"]
+    assert len({hit.score for hit in hits}) == 1
+
+
 def test_a_blank_in_the_query_is_marked_in_the_results(indexed):
     workdir, _, _ = indexed
     search = CorpusSearch(workdir, k=1)
