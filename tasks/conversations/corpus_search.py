@@ -10,12 +10,13 @@ a blank, and the question asks for it:
     user:      Which number is missing from this sentence of the corpus? "The abbey of Saint Gallen was
                founded in ___ by Irish monks."
     assistant: <SEARCH_START>The abbey of Saint Gallen was founded in ___ by Irish monks.<SEARCH_END>
-               <OUTPUT_START>[1] title (url)\n... founded in **1578** by Irish monks ...<OUTPUT_END>The answer is 1578.
+               <OUTPUT_START>___ = 1578\n\n[1] title (url)\n... founded in **1578** by Irish monks ...<OUTPUT_END>
+               The answer is 1578.
 
 The query is the blanked sentence itself, as a user pastes it into a search engine (a model copies it from
 the question in one piece; the sentence's 4 longest words as keywords were a choice tiny models did not learn
 to copy). The output block is what `CorpusSearch` returns for it, the real top-k passages as the runtime pastes
-them, the blank's filler marked (`tasks/search/blanks.py`): the answer is copied from the mark. A question
+them, the blank's filler first and marked (`tasks/search/blanks.py`): the answer is copied from there. A question
 whose sentence is not in those results is dropped and counted (`not_in_results`), as is a sentence asked
 before (`duplicate_question`, boilerplate repeated across pages). The control variant (`tool=False`) answers
 the same questions directly. Each record carries its answer; the sentences of a document are drawn from the

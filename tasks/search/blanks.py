@@ -4,10 +4,13 @@ A search engine bolds the words of a snippet that match; a blank asks for the on
 `1578`, `6,000` or `19.01`, or a name) that stands between the query's words around it. Where a passage has
 the blank's neighbours - `ANCHOR_WORDS` words on each side, in order, any case and punctuation between them,
 or else fewer, down to the nearest word on each side (a query may be miscopied further out) - the word
-between them is marked `**1578**`, so a reader (or a model) takes the answer from the mark:
+between them is marked `**1578**`, and the results start with the words found (`___ = 1578`, as a search
+engine's answer box), so a reader (or a model) takes the answer from there:
 
     query:   The abbey of Saint Gallen was founded in ___ by Irish monks.
-    passage: ... The abbey of Saint Gallen was founded in **1578** by Irish monks. It ...
+    results: ___ = 1578
+             [1] title (url)
+             ... The abbey of Saint Gallen was founded in **1578** by Irish monks. It ...
 """
 
 from __future__ import annotations
@@ -44,11 +47,21 @@ def marked(words: str) -> str:
     return f"{MARK}{words}{MARK}"
 
 
+def blank_pattern(query: str, text: str) -> re.Pattern | None:
+    """The pattern of `blank_patterns` with the most neighbours that occurs in the text (None: none does)."""
+    return next((pattern for pattern in blank_patterns(query) if pattern.search(text)), None)
+
+
 def mark_blank(query: str, text: str) -> str:
     """The text with the words a blank of the query stands for marked, wherever the most of its neighbours occur."""
-    for pattern in blank_patterns(query):
-        result, count = pattern.subn(lambda m: m.group(0)[: m.start(1) - m.start(0)] + marked(m.group(1))
-                                     + m.group(0)[m.end(1) - m.start(0):], text)
-        if count:
-            return result
-    return text
+    pattern = blank_pattern(query, text)
+    if pattern is None:
+        return text
+    return pattern.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + marked(m.group(1))
+                       + m.group(0)[m.end(1) - m.start(0):], text)
+
+
+def fillers(query: str, texts: list[str]) -> list[str]:
+    """The distinct words that fill the query's blank in the texts, in order."""
+    found = (m.group(1) for text in texts if (p := blank_pattern(query, text)) for m in p.finditer(text))
+    return list(dict.fromkeys(found))

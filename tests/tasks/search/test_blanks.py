@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fineforge.tasks.search.blanks import mark_blank
+from fineforge.tasks.search.blanks import fillers, mark_blank
 
 PASSAGE = "History. The abbey of Saint Gallen was founded in 1578 by Irish monks. About 6,000 people live there."
 
@@ -32,3 +32,9 @@ def test_no_blank_or_no_match_leaves_the_text_as_it_is():
     for query in ("The abbey of Saint Gallen", "___", "___ ___", "founded on ___ by Irish monks", "in ___ at"):
         assert mark_blank(query, PASSAGE) == PASSAGE, query
     assert mark_blank("in ___ by", "in 1578by Irish") == "in 1578by Irish"  # a word is never cut
+
+
+def test_the_fillers_of_every_text_in_order_each_once():
+    texts = ["Born in Kobe in 1990.", "Born in Osaka in 1995.", "Born in Kobe in 1991."]
+    assert fillers("Born in ___ in", texts) == ["Kobe", "Osaka"]
+    assert fillers("Born in ___", ["no match here"]) == [] and fillers("no blank", texts) == []
