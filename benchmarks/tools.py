@@ -12,16 +12,20 @@ conversations (`tasks/conversations/`), one on its no-tool control (the same que
   of the corpus?") over a real corpus - the sample WARCs' documents and lingua's real sentences of 75
   languages, a few to a document (`testkit/search_corpus.py`) - indexed by the real search stage; every fact
   of a document, the documents split so that the held-out questions ask about documents no model saw in
-  training (~10,000 distinct training facts; on ~1,400 the model did not learn to copy); conversations
+  training (~8,500 distinct training facts; on ~1,400 the model did not learn to copy); conversations
   longer than the model's context are left out (the same questions for both variants); the model's queries run
-  against the same index.
+  against the same index, which gives the word that fills the query's blank first. Both models start from a
+  model trained on 4,000 code-tool conversations, copy practice (random numbers and words can only be
+  copied), which stay in their training set.
 
 Replies are decoded greedily by the engine with the tool loop, and "The answer is X." is read from them.
 Accuracy is shown with its Wilson 95 % interval and logged to MLflow (a SQLite store in the work dir unless
 MLFLOW_TRACKING_URI is set).
 
 Run: python -m benchmarks.tools [--steps 2400] [--train 20000] [--eval 100]
-         [--search-steps 1800] [--search-train 10000] [--search-eval 200] [--only code|search] [--threads 1]
+         [--search-steps 1500] [--search-train 8500] [--search-practice 4000]
+         [--search-practice-steps 800] [--search-eval 200]
+         [--only code|search] [--threads 1]
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -64,7 +68,7 @@ SHARED = Path(os.environ.get("FINEFORGE_SHARED_DATA", ROOT.parent / "shared" / "
 WORDS = SHARED / "lid" / "lingua-sentences" / "en.txt"
 CODE_TASKS = ("count_letter", "arithmetic")
 SEARCH_TASK = "corpus_fact"
-TRAIN_SEED, EVAL_SEED = 1, 2
+TRAIN_SEED, EVAL_SEED, PRACTICE_SEED = 1, 2, 3
 EVAL_BATCH = 50
 Z95 = 1.959964
 # The search half: facts of numbers and of names (numbers alone gave ~2,300 that fit), every one of a document, the
@@ -75,6 +79,12 @@ SENTENCES_PER_DOCUMENT = 5
 PASSAGE_WORDS, PASSAGE_OVERLAP = 24, 20
 FACTS_PER_DOCUMENT = 1000  # every fact of a document
 SEARCH_KINDS = ("number", "name")
+# Copy practice for both search models: without it the 2-layer byte model often had not started to copy the
+# question's sentence into its query by the last step (mixed into its training set it did in one run of two).
+# The code tasks' random numbers and words can only be copied, not guessed: a model trained on them first
+# copies by step ~700, and both search models start from it, the practice still a part of their training set.
+PRACTICE_TASKS = CODE_TASKS
+PRACTICE_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class Training:
     learning_rate: float = 3e-3  # at 0.01 the code model's loss stalled near 1.0 and it never copied exactly
     warmup_steps: int = 0  # after 100 steps of warm-up the code model got no sum or product right
     anneal_share: float = 0.2  # of the steps, at the end, with the rate decaying to 0
+    practice_steps: int = 0  # on the half's practice conversations first, one model both variants start from
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class Half:
     training: dict[bool, list[ConversationRecord]]  # with the tool -> its conversations
     tests: dict[str, list[ConversationRecord]]
     left_out: dict[str, int]  # by task: held-out questions dropped (seen in training, or too long)
+    practice: list[ConversationRecord]  # copy practice, in both variants' training too
     loop: ToolLoop
     settings: Training
 
@@ -139,7 +151,8 @@ def code_half(tokenizer: Tokenizer, train_count: int, eval_count: int, settings:
     seen = {question(r) for r in training[True]}
     tests = {task: held_out(records(task, eval_count, False, EVAL_SEED), seen) for task in CODE_TASKS}
     loop = ToolLoop({"python": PythonSandbox()}, tokenizer, ToolLoopConfig(max_output_tokens=64, timeout_s=60))
-    return Half("code tool", training, tests, {t: eval_count - len(tests[t]) for t in CODE_TASKS}, loop, settings)
+    return Half("code tool", training, tests, {t: eval_count - len(tests[t]) for t in CODE_TASKS}, [], loop,
+                settings)
 
 
 def build_search_corpus(workdir: Path) -> Path:
@@ -166,10 +179,12 @@ def document_of(record: ConversationRecord) -> str:
     return record.origin.rsplit(" (", 1)[1][:-1]
 
 
-def search_half(tokenizer: Tokenizer, workdir: Path, train_count: int, eval_count: int, settings: Training) -> Half:
-    """Number facts of the corpus with the search tool over its index, and without: every fact of a document
-    (one per sentence), the documents shuffled and split into held-out and training ones, so that a held-out
-    question asks about a document no model saw in training."""
+def search_half(tokenizer: Tokenizer, workdir: Path, train_count: int, practice_count: int, eval_count: int,
+                settings: Training) -> Half:
+    """Number and name facts of the corpus with the search tool over its index, and without: every fact of a
+    document (one per sentence), the documents shuffled and split into held-out and training ones, so that a
+    held-out question asks about a document no model saw in training. Both models also practise copying on
+    `practice_count` code-tool conversations (`PRACTICE_TASKS`)."""
     corpus = build_search_corpus(workdir)
     counts = SourceCounts()
     variants = {tool: list(corpus_search_conversations(corpus, k=SEARCH_K, kinds=SEARCH_KINDS, tool=tool,
@@ -193,10 +208,12 @@ def search_half(tokenizer: Tokenizer, workdir: Path, train_count: int, eval_coun
     if len(tests) < eval_count or len(training) < train_count:
         raise ValueError(f"the corpus gives {len(tests)} held-out and {len(training)} training facts that fit, "
                          f"{eval_count} and {train_count} wanted")
+    practice = list(code_task_conversations(practice_count, PRACTICE_TASKS, read_words(WORDS), True, "sandbox",
+                                            PRACTICE_SEED, source="practice"))
     loop = ToolLoop({"search": CorpusSearch(corpus, k=SEARCH_K)}, tokenizer,
                     ToolLoopConfig(max_output_tokens=settings.block_size, max_call_tokens=settings.block_size))
-    return Half("search", {tool: [pair[not tool] for pair in training] for tool in (True, False)},
-                {SEARCH_TASK: [without for _, without in tests]}, {SEARCH_TASK: 0}, loop, settings)
+    return Half("search", {tool: [pair[not tool] for pair in training] + practice for tool in (True, False)},
+                {SEARCH_TASK: [without for _, without in tests]}, {SEARCH_TASK: 0}, practice, loop, settings)
 
 
 def replies(model: GPT, tokenizer: Tokenizer, questions: Sequence[str], tools: ToolLoop, max_new_tokens: int
@@ -231,26 +248,40 @@ def cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def train(tokenizer: Tokenizer, records: list[ConversationRecord], settings: Training) -> tuple[GPT, dict]:
-    """The trained model, and the wall and CPU seconds its training took."""
+def train(tokenizer: Tokenizer, records: list[ConversationRecord], settings: Training, start: GPT | None = None
+          ) -> tuple[GPT, dict]:
+    """The trained model (from a copy of `start` if given), and the wall and CPU seconds its training took."""
     started, cpu = time.perf_counter(), cpu_seconds()
     model = train_chat_model(ChatTemplate(tokenizer), [r.messages for r in records], settings.steps,
                              settings.shape, settings.learning_rate, batch_size=settings.batch_size,
                              block_size=settings.block_size, warmup_steps=settings.warmup_steps,
-                             anneal_steps=int(settings.steps * settings.anneal_share))
+                             anneal_steps=int(settings.steps * settings.anneal_share), start=start)
     return model, {"train_s": time.perf_counter() - started, "train_cpu_s": cpu_seconds() - cpu}
+
+
+def practised(tokenizer: Tokenizer, half: Half) -> tuple[GPT | None, dict]:
+    """The model trained on the half's copy practice alone that both variants start from (None: no practice),
+    and the seconds it took."""
+    if not half.practice or not half.settings.practice_steps:
+        return None, {"train_s": 0.0, "train_cpu_s": 0.0}
+    settings = replace(half.settings, steps=half.settings.practice_steps, batch_size=PRACTICE_BATCH, anneal_share=0)
+    model, seconds = train(tokenizer, half.practice, settings)
+    log.info("trained the copy-practice model in %.0f s (%.0f s of CPU)", seconds["train_s"], seconds["train_cpu_s"])
+    return model, seconds
 
 
 def compare(half: Half, tokenizer: Tokenizer) -> list[dict]:
     """Train both variants of a half, evaluate each on every task; one row per (task, variant)."""
     rows = []
+    start, practice = practised(tokenizer, half)
     for tool in (True, False):
         variant = half.tool if tool else "no tool"
-        model, seconds = train(tokenizer, half.training[tool], half.settings)
+        model, seconds = train(tokenizer, half.training[tool], half.settings, start)
         log.info("trained the %s model in %.0f s (%.0f s of CPU)", variant, seconds["train_s"],
                  seconds["train_cpu_s"])
         for task, records in half.tests.items():
             rows.append({"task": task, "variant": variant, "tool": tool, **seconds,
+                         **{f"practice_{key}": value for key, value in practice.items()},
                          "left_out": half.left_out[task], **accuracy(model, tokenizer, records, half)})
             log.info("%s, %s: %d of %d right, e.g. %r", task, variant, rows[-1]["correct"], rows[-1]["total"],
                      rows[-1]["example"])
@@ -271,6 +302,9 @@ def print_table(rows: list[dict]) -> None:
         ratio = (f"{with_tool['accuracy'] / without['accuracy']:.1f}x" if without["accuracy"]
                  else "n/a (none right without)")
         print(f"{task}: with the tool / without = {ratio} (goal: {goal})")
+        if with_tool["practice_train_s"]:
+            print(f"  both started from a copy-practice model trained in {with_tool['practice_train_s']:.0f} s "
+                  f"({with_tool['practice_train_cpu_s']:.0f} s of CPU)")
         print(f"  e.g. with the tool: {with_tool['example']!r}\n  without: {without['example']!r}")
 
 
@@ -285,7 +319,7 @@ def log_to_mlflow(workdir: Path, rows: list[dict], params: dict) -> str:
         client.log_param(run_id, key, value)
     for row in rows:
         prefix = f"{row['task']}/{row['variant'].replace(' ', '_')}"
-        for key in ("accuracy", "low", "high", "total", "tool_calls", "train_s", "train_cpu_s"):
+        for key in ("accuracy", "low", "high", "total", "tool_calls", "train_s", "train_cpu_s", "practice_train_s"):
             client.log_metric(run_id, f"{prefix}/{key}", float(row[key]))
     client.set_terminated(run_id)
     return uri
@@ -296,10 +330,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2400, help="training steps of each code model")
     parser.add_argument("--train", type=int, default=20000, help="training conversations of each code model")
     parser.add_argument("--eval", type=int, default=100, help="held-out questions asked per code task")
-    parser.add_argument("--search-steps", type=int, default=1800, help="training steps of each search model")
-    parser.add_argument("--search-train", type=int, default=10000,
+    parser.add_argument("--search-steps", type=int, default=1500, help="training steps of each search model")
+    parser.add_argument("--search-train", type=int, default=8500,
                         help="training conversations of each search model")
     parser.add_argument("--search-eval", type=int, default=200, help="held-out corpus-fact questions")
+    parser.add_argument("--search-practice", type=int, default=4000,
+                        help="code-tool conversations each search model also trains on, to learn to copy")
+    parser.add_argument("--search-practice-steps", type=int, default=800,
+                        help="steps on the copy practice alone, before the search models (which start from it)")
     parser.add_argument("--only", choices=("code", "search"), help="run one half only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (64-wide matrices gain little from "
                         "more; on a busy machine two threads waiting for each other took 7x the CPU of one)")
@@ -320,12 +358,13 @@ def main() -> None:
     code = Training(args.steps, block_size=256, max_new_tokens=160)
     # 4 heads, 16 conversations a step: at 2 heads and 8 the search model had not learnt to copy its query
     search = Training(args.search_steps, block_size=512, max_new_tokens=512, batch_size=16,
-                      shape=dict(n_layer=2, n_head=4, n_embd=64))
+                      shape=dict(n_layer=2, n_head=4, n_embd=64), practice_steps=args.search_practice_steps)
     started, cpu, rows = time.perf_counter(), cpu_seconds(), []
     if args.only != "search":
         rows += compare(code_half(tokenizer, args.train, args.eval, code), tokenizer)
     if args.only != "code":
-        rows += compare(search_half(tokenizer, args.workdir, args.search_train, args.search_eval, search), tokenizer)
+        half = search_half(tokenizer, args.workdir, args.search_train, args.search_practice, args.search_eval, search)
+        rows += compare(half, tokenizer)
     print_table(rows)
     print(f"total {time.perf_counter() - started:.0f} s wall, {cpu_seconds() - cpu:.0f} s of CPU")
     params = {**{k: v for k, v in vars(args).items() if k != "workdir"}, "code": str(code), "search": str(search)}

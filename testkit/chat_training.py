@@ -7,6 +7,7 @@ stand-in for the SFT stage where a test or benchmark needs a model in seconds or
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from collections.abc import Sequence
@@ -59,13 +60,18 @@ def scheduled_rate(step: int, steps: int, peak: float, warmup_steps: int, anneal
 def train_chat_model(template: ChatTemplate, conversations: Sequence[Sequence[dict]], steps: int,
                      shape: dict, learning_rate: float, batch_size: int | None = None, seed: int = 0,
                      block_size: int = 512, until_memorised: bool = False, warmup_steps: int = 0,
-                     anneal_steps: int = 0) -> GPT:
-    """A `tiny`-preset GPT of `shape` trained `steps` steps on random batches of the conversations (all of them
-    when batch_size is None) at `scheduled_rate`; returned in eval mode. `until_memorised`: stop as soon as it has
-    `memorised` every conversation (checked every LOG_EVERY steps), whatever the machine's arithmetic."""
+                     anneal_steps: int = 0, start: GPT | None = None) -> GPT:
+    """A `tiny`-preset GPT of `shape` over the template's tokenizer, trained `steps` steps on random batches of
+    the conversations (all of them when batch_size is None) at `scheduled_rate`; returned in eval mode.
+    `until_memorised`: stop as soon as it has `memorised` every conversation (checked every LOG_EVERY steps),
+    whatever the machine's arithmetic. `start`: train a copy of this model instead of a new one."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = GPT(GPTConfig.from_preset("tiny", block_size=block_size, **shape))
+    if start is not None:
+        model = copy.deepcopy(start).train()
+    else:
+        model = GPT(GPTConfig.from_preset("tiny", vocab_size=template.tokenizer.vocab_size, block_size=block_size,
+                                          **shape))
     optimizer = optim.adamw(model, weight_decay=0.0, lr=learning_rate, betas=(0.9, 0.95), device_type="cpu")
     everything = rendered_batch(template, conversations, block_size) if batch_size is None else None
     for step in range(1, steps + 1):
