@@ -15,8 +15,8 @@ conversations (`tasks/conversations/`), one on its no-tool control (the same que
   training (~8,500 distinct training facts; on ~1,400 the model did not learn to copy); conversations
   longer than the model's context are left out (the same questions for both variants); the model's queries run
   against the same index, which gives the word that fills the query's blank first. Both models start from a
-  model trained on 4,000 code-tool conversations, copy practice (random numbers and words can only be
-  copied), which stay in their training set.
+  model trained on 4,000 code-tool conversations of every code task, copy practice (random numbers, words
+  and lists can only be copied), which stay in their training set.
 
 Replies are decoded greedily by the engine with the tool loop, and "The answer is X." is read from them.
 Accuracy is shown with its Wilson 95 % interval and logged to MLflow (a SQLite store in the work dir unless
@@ -50,6 +50,7 @@ from fineforge.model.tokenizer import IM_END, Tokenizer, load_tokenizer
 from fineforge.model.tool_loop import TOOL_OF_CALL, ToolLoop, ToolLoopConfig
 from fineforge.model.tools.sandbox import PythonSandbox
 from fineforge.tasks.conversations import records as conversation_records
+from fineforge.tasks.conversations.code_tasks import CODE_TASKS as ALL_CODE_TASKS
 from fineforge.tasks.conversations.code_tasks import code_task_conversations, read_words
 from fineforge.tasks.conversations.corpus_search import corpus_search_conversations
 from fineforge.tasks.conversations.records import ConversationRecord, SourceCounts
@@ -81,9 +82,10 @@ FACTS_PER_DOCUMENT = 1000  # every fact of a document
 SEARCH_KINDS = ("number", "name")
 # Copy practice for both search models: without it the 2-layer byte model often had not started to copy the
 # question's sentence into its query by the last step (mixed into its training set it did in one run of two).
-# The code tasks' random numbers and words can only be copied, not guessed: a model trained on them first
-# copies by step ~700, and both search models start from it, the practice still a part of their training set.
-PRACTICE_TASKS = CODE_TASKS
+# The code tasks' random numbers, words and lists can only be copied, not guessed: both search models start from
+# a model trained on them, the practice still a part of their training set. Every code task: with letter
+# counting and arithmetic alone one run of two still never copied its query; the lists of `sort` are longer.
+PRACTICE_TASKS = ALL_CODE_TASKS
 PRACTICE_BATCH = 32
 
 
