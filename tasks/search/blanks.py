@@ -16,6 +16,7 @@ engine's answer box), so a reader (or a model) takes the answer from there:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 BLANK = "___"
 MARK = "**"
@@ -27,19 +28,18 @@ BETWEEN = r"\W+"
 
 
 def blank_patterns(query: str) -> list[re.Pattern]:
-    """What a passage may hold for the query's first blank to be filled, the most neighbours first (none: no
-    blank, or no word beside it)."""
+    """What a passage may hold for the query's first blank to be filled, the most neighbours first, each with the
+    groups (words before)(filler)(words after) (none: no blank, or no word beside it)."""
     before, blank, after = query.partition(BLANK)
     left = WORDS.findall(before)[-ANCHOR_WORDS:]
     right = WORDS.findall(after.replace(BLANK, " "))[:ANCHOR_WORDS]
     if not blank or not (left or right):
         return []
-    patterns = []
-    for n in range(ANCHOR_WORDS, 0, -1):
-        parts = [re.escape(w) for w in left[len(left) - min(n, len(left)):]] + [f"({FILLER})"]
-        parts += [re.escape(w) for w in right[:n]]
-        patterns.append(re.compile(r"(?<!\w)" + BETWEEN.join(parts) + r"(?!\w)", re.IGNORECASE))
-    return patterns
+    sources = dict.fromkeys(
+        rf"(?<!\w)({''.join(re.escape(w) + BETWEEN for w in left[-n:])})({FILLER})"
+        rf"({''.join(BETWEEN + re.escape(w) for w in right[:n])})(?!\w)"
+        for n in range(ANCHOR_WORDS, 0, -1))
+    return [re.compile(source, re.IGNORECASE) for source in sources]
 
 
 def marked(words: str) -> str:
@@ -47,21 +47,17 @@ def marked(words: str) -> str:
     return f"{MARK}{words}{MARK}"
 
 
-def blank_pattern(query: str, text: str) -> re.Pattern | None:
-    """The pattern of `blank_patterns` with the most neighbours that occurs in the text (None: none does)."""
-    return next((pattern for pattern in blank_patterns(query) if pattern.search(text)), None)
+def fill_blanks(query: str, texts: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The texts with the words the query's blank stands for marked, in each where the most of the blank's
+    neighbours occur, and those words, each once, in order."""
+    patterns, found = blank_patterns(query), {}
 
+    def mark(match: re.Match) -> str:
+        found.setdefault(match[2])
+        return match[1] + marked(match[2]) + match[3]
 
-def mark_blank(query: str, text: str) -> str:
-    """The text with the words a blank of the query stands for marked, wherever the most of its neighbours occur."""
-    pattern = blank_pattern(query, text)
-    if pattern is None:
-        return text
-    return pattern.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + marked(m.group(1))
-                       + m.group(0)[m.end(1) - m.start(0):], text)
-
-
-def fillers(query: str, texts: list[str]) -> list[str]:
-    """The distinct words that fill the query's blank in the texts, in order."""
-    found = (m.group(1) for text in texts if (p := blank_pattern(query, text)) for m in p.finditer(text))
-    return list(dict.fromkeys(found))
+    filled = []
+    for text in texts:
+        pattern = next((p for p in patterns if p.search(text)), None)
+        filled.append(pattern.sub(mark, text) if pattern else text)
+    return filled, list(found)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fineforge.tasks.search.blanks import BLANK, fillers, mark_blank
+from fineforge.tasks.search.blanks import BLANK, fill_blanks
 from fineforge.tasks.search.config import index_path, indexed_dumps
 from fineforge.tasks.search.index import SearchError, SearchHit, open_index, query_words, search_index
 
@@ -79,7 +79,7 @@ def best_per_document(hits: list[SearchHit], k: int) -> list[SearchHit]:
 def format_hits(hits: list[SearchHit], query: str = "") -> str:
     """Ranked passages as the model reads them: a header line with title and url, then the passage; what fills a
     blank of the query first (`___ = 1578`) and marked in the passages."""
-    found = fillers(query, [hit.text for hit in hits])
+    texts, found = fill_blanks(query, [hit.text for hit in hits])
     answer = [f"{BLANK} = {', '.join(found)}"] if found else []
-    return "\n\n".join(answer + [f"[{rank}] {hit.title} ({hit.url})\n{mark_blank(query, hit.text)}"
-                                 for rank, hit in enumerate(hits, 1)])
+    return "\n\n".join(answer + [f"[{rank}] {hit.title} ({hit.url})\n{text}"
+                                 for rank, (hit, text) in enumerate(zip(hits, texts, strict=True), 1)])

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from fineforge.tasks.search.blanks import fillers, mark_blank
+from fineforge.tasks.search.blanks import fill_blanks
 
 PASSAGE = "History. The abbey of Saint Gallen was founded in 1578 by Irish monks. About 6,000 people live there."
+
+
+def mark_blank(query: str, text: str) -> str:
+    return fill_blanks(query, [text])[0][0]
+
+
+def fillers(query: str, texts: list[str]) -> list[str]:
+    return fill_blanks(query, texts)[1]
 
 
 def test_the_word_between_the_blanks_neighbours_is_marked():
